@@ -1,0 +1,84 @@
+"""Configuration from the environment (``TOUCHPOINTS_*``), with embedded defaults.
+
+Embedded defaults: SQLite under ``./data``, the local mail catcher on 127.0.0.1:8025, and a
+Prefect server on 127.0.0.1. See docs/operations.md for every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOUCHPOINTS_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Folder for the SQLite store, mailbox and Prefect home.")
+    config_file: Path = Field(Path("touchpoints.yaml"), description="The touch-point file.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the store; default SQLite in data_dir.")
+    smtp_url: str | None = Field(
+        None,
+        description="smtp://user:pass@host:port or smtps://…; add ?starttls=1 for STARTTLS. "
+        "Unset means the embedded mail catcher on 127.0.0.1:catcher_port.",
+    )
+    catcher_port: int = Field(8025, description="Port of the embedded mail catcher.")
+    secret_key: str | None = Field(None, description="Signs survey, task and unsubscribe links.")
+    base_url: str = Field("http://127.0.0.1:8000", description="Public URL of the web app, used in links.")
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    prefect_port: int = 4200
+    batch_size: int = Field(500, description="Recipients handled by one Prefect task run.")
+    smtp_retries: int = Field(3, description="Attempts for a temporary (4xx) SMTP failure.")
+    smtp_backoff_seconds: float = Field(2.0, description="First back-off after a 4xx; doubles each retry.")
+    smtp_timeout_seconds: float = 30.0
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.config_file.parent / "templates"
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'touchpoints.db').resolve()}"
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.data_dir / "mailbox"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.data_dir / "prefect"
+
+    @property
+    def embedded_mail(self) -> bool:
+        return not self.smtp_url
+
+    @property
+    def effective_smtp_url(self) -> str:
+        return self.smtp_url or f"smtp://127.0.0.1:{self.catcher_port}"
+
+    def signing_key(self) -> str:
+        """The secret for signed links: from the environment, else one kept in data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()
