@@ -29,8 +29,10 @@ def parse_duration(value: Any) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
+    if seconds and seconds % UNITS["w"] == 0:
+        return f"{seconds // UNITS['w']}w"
     out = []
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         size = UNITS[unit]
         if seconds >= size:
             out.append(f"{seconds // size}{unit}")

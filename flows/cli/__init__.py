@@ -43,6 +43,10 @@ def _register_all() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from flows.prefect_env import configure
+    from flows.settings import get_settings
+
+    configure(get_settings())
     _register_all()
     try:
         app(args=argv, standalone_mode=False)

@@ -62,7 +62,7 @@ __all__ = [
     "Expression", "Text", "Header", "TemplateName", "TeamRef", "EventRef", "CategoryRef",
     "StepRef", "StepList", "StepId", "Duration", "RelativeTime", "Marker", "StepConfig",
     "StepKind", "Member", "CustomerView", "Outcome", "Next", "Wait", "WaitFor", "Defer", "Exit",
-    "Route", "StepContext", "Delivery",
+    "Route", "StepContext", "Delivery", "MessageSpec",
 ]
 
 
@@ -90,6 +90,29 @@ class StepConfig(BaseModel):
     def waits(self) -> bool:
         """True if members may park at this step (it shows as a wait in plans)."""
         return False
+
+    def messages(self) -> list["MessageSpec"]:
+        """The emails this step sends, for `touchpoints preview`. Default: none."""
+        return []
+
+    def sample_result(self, examples: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """An example of what ``steps.<id>`` holds after this step (for checks and docs).
+
+        ``examples`` maps event types to the example data of the ``events:`` catalogue.
+        """
+        return {}
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """One email a step sends: to whom, which template, which subject and category, and the
+    extra context names (with sample values) the step adds for it."""
+
+    to: str
+    template: str
+    subject: str
+    category: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- run-time views
@@ -224,8 +247,8 @@ class StepContext(Protocol):
         """Evaluate a sandboxed expression for a member."""
 
     def send_email(self, member: Member, *, to: str, template: str, subject: str,
-                   category: str, step_id: str, extra: dict[str, Any] | None = None,
-                   key: str | None = None) -> Delivery:
+                   category: str, step_id: str, sender: str = "company",
+                   extra: dict[str, Any] | None = None, key: str | None = None) -> Delivery:
         """Render and send one email, idempotent per (journey, step, recipient[, key]).
 
         Checks consent, suppressions and holds at send time, defers outside the send window,

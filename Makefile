@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test test-fast install lint docs bench
+
+$(BIN)/touchpoints: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/touchpoints
+
+demo: install
+	$(BIN)/touchpoints demo
+
+test: install
+	bash .ci/browser-deps
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not e2e and not browser"
+
+lint: install
+	$(BIN)/ruff check flows tests bench
+
+docs: install
+	$(BIN)/touchpoints docs -o docs/reference.md
+
+bench: install
+	$(BIN)/python bench/run.py

@@ -1,0 +1,143 @@
+"""touchpoints run / emit / preview / journeys / resume-due."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from flows.cli._common import cli_actor, out, parse_json_option
+
+
+def _engine():
+    from flows.engine.core import current_engine
+
+    return current_engine()
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+        return
+    if result.get("duplicate"):
+        out.print(f"event {result['event_id']} was already received: nothing new started")
+    for start in result.get("started", []):
+        who = start.get("customer_id") or start.get("label")
+        out.print(f"started [bold]{start['touchpoint']}[/] for {who}")
+    for wake in result.get("resumed", []):
+        out.print(f"resumed [bold]{wake['touchpoint']}[/] journey {wake['journey_id']} after {wake['pointer']}")
+    for skip in result.get("skipped", []):
+        out.print(f"[dim]not started {skip['touchpoint']}: {skip['reason']}[/]")
+    if not (result.get("started") or result.get("resumed") or result.get("duplicate")):
+        out.print("no touch point is triggered by this event")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(name: str = typer.Argument(..., help="Touch point name."),
+            customer: Optional[str] = typer.Option(None, "--customer", "-c", help="Customer id."),
+            data: Optional[str] = typer.Option(None, "--data", help="Event data as a JSON object."),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+        """Run one touch point for one customer now, through Prefect."""
+        from flows import clock
+        from flows.engine.launch import InProcessLauncher
+        from flows.errors import NotFoundError, TouchpointsError
+        from flows.store import audit
+        from flows.store.tables import Customer
+
+        engine = _engine()
+        tp = engine.touchpoint(name)
+        if tp.audience == "customer" and not customer:
+            raise TouchpointsError(f"touch point {name} is for one customer",
+                                   hint=f"add --customer ID, e.g. touchpoints run {name} --customer C-1001")
+        with engine.store.session() as session:
+            if customer and session.get(Customer, customer) is None:
+                raise NotFoundError(f"unknown customer {customer!r}",
+                                    hint="list them with `touchpoints customers list`")
+            event = {"id": f"run-{uuid.uuid4().hex}", "type": getattr(tp.trigger, "event", None) or "manual.run",
+                     "customer_id": customer, "data": parse_json_option(data, "--data"),
+                     "occurred_at": clock.now().isoformat()}
+            audit.record(session, action="touchpoint.run", result="requested", actor=cli_actor(),
+                         touchpoint=name, customer_id=customer, reason="touchpoints run",
+                         detail={"event": event["id"]})
+        launcher = InProcessLauncher()
+        result = launcher.start(name, event=event, customer_id=customer if tp.audience == "customer" else None,
+                                label=customer or event["id"])
+        if as_json:
+            out.print_json(json.dumps(result, default=str))
+        elif result.get("refused"):
+            out.print(f"not started: {result['refused']}")
+        else:
+            out.print(f"ran [bold]{name}[/]: journey {result.get('journey_id')}, "
+                      f"{result.get('completed', 0)} completed, {result.get('open', 0)} still in the journey")
+
+    @app.command()
+    def emit(event_type: str = typer.Argument(..., metavar="TYPE", help="Event type, e.g. contract.signed"),
+             customer: Optional[str] = typer.Option(None, "--customer", "-c", help="Customer id."),
+             data: Optional[str] = typer.Option(None, "--data", help="Event data as a JSON object."),
+             event_id: Optional[str] = typer.Option(None, "--id", help="Event id (idempotency key)."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """Send an event: start every touch point it triggers and wake journeys waiting for it."""
+        from flows.engine.dispatch import Dispatcher
+        from flows.engine.launch import InProcessLauncher
+
+        dispatcher = Dispatcher(_engine(), InProcessLauncher())
+        result = dispatcher.emit(type=event_type, customer_id=customer,
+                                 data=parse_json_option(data, "--data"), event_id=event_id,
+                                 source="cli", actor=cli_actor())
+        _print_result(result.as_dict(), as_json)
+
+    @app.command()
+    def preview(name: str = typer.Argument(..., help="Touch point name."),
+                customer: str = typer.Option(..., "--customer", "-c", help="Customer id."),
+                html: bool = typer.Option(False, "--html", help="Show the HTML parts too.")) -> None:
+        """Render every message the touch point would send this customer, without sending."""
+        from flows.engine.preview import preview as render_preview
+        from flows.store.customers import get_customer
+
+        engine = _engine()
+        with engine.store.session() as session:
+            view = get_customer(session, customer)
+        messages = render_preview(engine, name, view)
+        if not messages:
+            out.print(f"{name} sends no email")
+        for m in messages:
+            out.rule(f"{m.step_id}" + (f"  ({m.path})" if m.path else ""))
+            out.print(f"To: {m.to}\nSubject: {m.subject}\nCategory: {m.category}\n", markup=False)
+            out.print(m.error and f"[red]cannot render:[/] {m.error}" or m.text, markup=bool(m.error))
+            if html and not m.error:
+                out.print(m.html, markup=False)
+
+    @app.command()
+    def journeys(customer: Optional[str] = typer.Option(None, "--customer", "-c"),
+                 touchpoint: Optional[str] = typer.Option(None, "--touchpoint", "-t"),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+        """List journeys, where their members are, and what resumes them when."""
+        from flows.engine.status import journey_rows
+
+        engine = _engine()
+        with engine.store.session() as session:
+            rows = journey_rows(session, customer_id=customer, touchpoint=touchpoint)
+        if as_json:
+            out.print_json(json.dumps(rows, default=str))
+            return
+        table = Table("journey", "touch point", "customer/key", "status", "members", "next")
+        for r in rows:
+            table.add_row(r["id"][:12], r["touchpoint"], r["customer_id"] or r["entry_key"], r["status"],
+                          ", ".join(f"{k} {v}" for k, v in r["members"].items()),
+                          r["next"] or "")
+        out.print(table)
+
+    @app.command("resume-due")
+    def resume_due() -> None:
+        """Resume every journey whose wait is over, here and now (the service does this itself)."""
+        from flows.engine.dispatch import Dispatcher
+        from flows.engine.launch import InProcessLauncher
+
+        fired = Dispatcher(_engine(), InProcessLauncher()).resume_due()
+        out.print(f"resumed {len(fired)} continuation(s)")
+        for f in fired:
+            out.print(f"  {f['touchpoint']} journey {f['journey_id'][:12]}")

@@ -1,0 +1,1 @@
+"""The runtime: journeys and members, step execution, delivery, the Prefect compiler."""

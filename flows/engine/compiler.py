@@ -1,0 +1,227 @@
+"""Compile a touch point into a Prefect flow.
+
+* the flow is named after the touch point, its description is the written-down procedure;
+* each step runs as task runs named after the step id, one per batch of members;
+* bookkeeping is three small tasks: ``enter`` (or ``resume``), ``finish`` and ``report``;
+* a flow run is named after the customer (or the segment's key) and the date.
+
+The compiler knows only the step protocol: ``children()`` for nested lists and the outcome each
+step returns. Side effects happen only inside tasks; the flow body only reads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flows import clock
+from flows.engine.core import current_engine
+
+_FLOWS: dict[str, Any] = {}
+
+
+def find_path(steps: list, target: str, path: tuple = ()) -> tuple | None:
+    """The (list, index) pairs from the top of the touch point down to step ``target``."""
+    for index, step in enumerate(steps):
+        here = path + ((steps, index),)
+        if step.id == target:
+            return here
+        for _, child in step.children():
+            found = find_path(child, target, here)
+            if found:
+                return found
+    return None
+
+
+def continuation_chain(steps: list, pointer: str, mode: str) -> list[tuple[list, int]]:
+    """Where to carry on after (mode 'after') or at (mode 'at') step ``pointer``: the rest of
+    its own list, then the rest of each enclosing list, innermost first."""
+    path = find_path(steps, pointer)
+    if path is None:
+        raise KeyError(f"step {pointer!r} is no longer in the touch point")
+    chain = []
+    for depth, (lst, index) in enumerate(reversed(path)):
+        chain.append((lst, index if depth == 0 and mode == "at" else index + 1))
+    return chain
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    label = params.get("label") or params.get("customer_id") or "journey"
+    return f"{label} · {clock.now():%Y-%m-%d}"
+
+
+def _task_run_name() -> str:
+    from prefect.runtime import task_run
+
+    params = task_run.parameters or {}
+    batch = params.get("batch", 0)
+    return params.get("step_id", "step") + (f" #{batch + 1}" if batch else "")
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+# ---------------------------------------------------------------------- task bodies
+def _enter(touchpoint: str, event: dict, customer_id: str | None) -> dict:
+    engine = current_engine()
+    with engine.store.session() as session:
+        return engine.journeys.enter(session, touchpoint=engine.touchpoint(touchpoint), event=event,
+                                     customer_id=customer_id, flow_run_id=_flow_run_id(),
+                                     now=clock.now())
+
+
+def _resume(touchpoint: str, journey_id: str, pointer: str, mode: str) -> dict:
+    engine = current_engine()
+    with engine.store.session() as session:
+        return engine.journeys.claim(session, journey_id=journey_id, pointer=pointer, mode=mode,
+                                     now=clock.now())
+
+
+def _step(touchpoint: str, step_id: str, journey_id: str, wave: str, lane: str, after: int,
+          batch: int = 0) -> dict:
+    engine = current_engine()
+    tp = engine.touchpoint(touchpoint)
+    path = find_path(tp.steps, step_id)
+    lst, index = path[-1]
+    step = lst[index]
+    with engine.store.session() as session:
+        return engine.journeys.run_batch(session, touchpoint=tp, step=step, journey_id=journey_id,
+                                         wave=wave, lane=lane, after=after,
+                                         flow_run_id=_flow_run_id(), now=clock.now())
+
+
+def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
+    engine = current_engine()
+    with engine.store.session() as session:
+        return engine.journeys.finish(session, journey_id=journey_id, wave=wave,
+                                      flow_run_id=_flow_run_id(), now=clock.now())
+
+
+def _schedule(touchpoint: str, journey_id: str) -> int:
+    from flows.service.deployments import schedule_pending
+
+    return schedule_pending(current_engine(), journey_id=journey_id)
+
+
+def _scheduled_event(touchpoint: str) -> dict:
+    """The event of a run started by the deployment's own schedule (schedule triggers)."""
+    from prefect.runtime import flow_run
+
+    when = flow_run.scheduled_start_time or clock.now()
+    return {"id": f"schedule:{touchpoint}:{when.isoformat()}", "type": "schedule",
+            "customer_id": None, "occurred_at": when.isoformat(), "data": {"schedule": touchpoint}}
+
+
+def served() -> bool:
+    """True inside `touchpoints serve`: continuations become scheduled flow runs at once."""
+    return os.environ.get("TOUCHPOINTS_SERVED") == "1"
+
+
+def _report(touchpoint: str, journey_id: str | None, summary: dict) -> str:
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.engine.report import run_report
+
+    engine = current_engine()
+    with engine.store.session() as session:
+        markdown = run_report(session, touchpoint=touchpoint, journey_id=journey_id,
+                              flow_run_id=_flow_run_id(), summary=summary)
+    create_markdown_artifact(markdown=markdown, key=f"touchpoint-{touchpoint}",
+                             description=f"What {touchpoint} did in this run")
+    return markdown
+
+
+# ---------------------------------------------------------------------- the flow
+def compile_touchpoint(touchpoint) -> Any:
+    """The Prefect flow for one touch point (cached per process)."""
+    if touchpoint.name in _FLOWS:
+        return _FLOWS[touchpoint.name]
+    from prefect import Flow, Task, tags
+    from prefect.cache_policies import NO_CACHE
+
+    name = touchpoint.name
+    base_tags = [f"touchpoint:{name}"]
+
+    def make_task(fn, task_name: str, **options) -> Task:
+        return Task(fn=fn, name=task_name, tags=base_tags, cache_policy=NO_CACHE,
+                    persist_result=False, **options)
+
+    enter = make_task(_enter, "enter")
+    resume = make_task(_resume, "resume")
+    finish = make_task(_finish, "finish")
+    report = make_task(_report, "report")
+    schedule = make_task(_schedule, "schedule")
+    from flows.config import iter_steps
+
+    step_tasks = {step.id: make_task(_step, step.id, task_run_name=_task_run_name, retries=2,
+                                     retry_delay_seconds=[2, 10])
+                  for step in iter_steps(touchpoint.steps)}
+    batch_size = current_engine().settings.batch_size
+
+    def run_list(steps: list, *, journey_id: str, wave: str, lane: str) -> None:
+        engine = current_engine()
+        for step in steps:
+            with engine.store.session() as session:
+                if not engine.journeys.count_active(session, journey_id=journey_id, wave=wave,
+                                                    lane=lane):
+                    return
+            after, batch = 0, 0
+            while True:
+                result = step_tasks[step.id](name, step.id, journey_id, wave, lane, after, batch)
+                if result["count"] < batch_size:
+                    break
+                after, batch = result["last"], batch + 1
+            for arm, (_, arm_steps) in enumerate(step.children()):
+                run_list(arm_steps, journey_id=journey_id, wave=wave, lane=f"{lane}/{step.id}:{arm}")
+
+    def journey(event: dict | None = None, customer_id: str | None = None,
+                journey_id: str | None = None, resume_at: str | None = None, mode: str = "after",
+                label: str = "") -> dict:
+        tp = current_engine().touchpoint(name)
+        extra = [f"customer:{customer_id}"] if customer_id else []
+        with tags(*base_tags, *extra):
+            if journey_id is None:
+                if event is None and tp.trigger.kind == "schedule":
+                    event = _scheduled_event(name)
+                entered = enter(name, event or {}, customer_id)
+                if entered["journey_id"] is None:
+                    summary = {"started": False, "refused": entered["refused"]}
+                    report(name, None, summary)
+                    return summary
+                journey_id, wave = entered["journey_id"], entered["wave"]
+                chain = [(tp.steps, 0)]
+            else:
+                claimed = resume(name, journey_id, resume_at, mode)
+                if not claimed["members"]:
+                    return {"resumed": 0, "journey_id": journey_id}
+                wave = claimed["wave"]
+                chain = continuation_chain(tp.steps, resume_at, mode)
+            for steps, start in chain:
+                run_list(steps[start:], journey_id=journey_id, wave=wave, lane="")
+            summary = finish(name, journey_id, wave)
+            summary["journey_id"] = journey_id
+            if served() and summary.get("open"):
+                summary["scheduled"] = schedule(name, journey_id)
+            report(name, journey_id, summary)
+            return summary
+
+    from flows.engine.entry import ident
+
+    journey.__name__ = journey.__qualname__ = ident(name)
+    journey.__module__ = "flows.engine.entry"  # served deployments load it from there
+    flow = Flow(fn=journey, name=name, description=touchpoint.description.strip(),
+                flow_run_name=_run_name, validate_parameters=False, persist_result=False,
+                log_prints=False)
+    _FLOWS[name] = flow
+    return flow
+
+
+def forget_compiled() -> None:
+    """Drop compiled flows (after the config changed)."""
+    _FLOWS.clear()

@@ -1,0 +1,103 @@
+"""The template/expression context and the StepContext a run function receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flows.steps.base import CustomerView, Delivery, Member
+from flows.templating import evaluate, render_text
+
+
+def company_context(config) -> dict[str, Any]:
+    d = config.defaults
+    return {"name": d.company_name, "sender": d.sender, "reply_to": d.reply_to,
+            "postal_address": d.postal_address}
+
+
+def build_context(*, config, customer: CustomerView | None, event: dict | None,
+                  trigger: dict | None, results: dict | None, journey_id: str, touchpoint: str,
+                  now: datetime, links: dict | None = None, **extra: Any) -> dict[str, Any]:
+    """The names an ops lead may use (docs/architecture.md, "Expressions and templates")."""
+    ctx: dict[str, Any] = {
+        "customer": customer.as_context() if customer else {},
+        "event": event or trigger or {},
+        "trigger": trigger or {},
+        "steps": results or {},
+        "company": company_context(config),
+        "journey": {"id": journey_id, "touchpoint": touchpoint},
+        "links": dict(links or {}),
+        "now": now,
+    }
+    for key, value in extra.items():
+        if key == "links":
+            ctx["links"].update(value)
+        else:
+            ctx[key] = value
+    return ctx
+
+
+@dataclass
+class EngineContext:
+    """Implements flows.steps.base.StepContext for one batch of one step."""
+
+    engine: Any
+    touchpoint: Any
+    step_id: str
+    journey_id: str
+    trigger: dict[str, Any]
+    flow_run_id: str | None
+    now: datetime
+    session: Any
+    actor: str = "system"
+    _mail_session: Any = field(default=None, repr=False)
+
+    @property
+    def config(self):
+        return self.engine.config
+
+    def context(self, member: Member, **extra: Any) -> dict[str, Any]:
+        links = {"unsubscribe": self.link("unsubscribe", customer=member.customer.id),
+                 "preferences": self.link("preferences", customer=member.customer.id)}
+        links.update(extra.pop("links", {}) or {})
+        return build_context(config=self.config, customer=member.customer, event=self.trigger,
+                             trigger=self.trigger, results=member.results,
+                             journey_id=self.journey_id, touchpoint=self.touchpoint.name,
+                             now=self.now, links=links, **extra)
+
+    def render(self, text: str, member: Member, *, header: bool = False, **extra: Any) -> str:
+        return render_text(text, self.context(member, **extra), header=header)
+
+    def evaluate(self, expression: str, member: Member, **extra: Any) -> Any:
+        return evaluate(expression, self.context(member, **extra))
+
+    def link(self, purpose: str, **claims: Any) -> str:
+        return self.engine.signer.url(purpose, **claims)
+
+    def audit(self, action: str, *, customer_id: str | None, result: str, reason: str = "",
+              detail: dict[str, Any] | None = None) -> None:
+        from flows.store import audit
+
+        audit.record(self.session, action=action, result=result, reason=reason,
+                     actor=self.actor, touchpoint=self.touchpoint.name, step=self.step_id,
+                     customer_id=customer_id, journey_id=self.journey_id,
+                     flow_run_id=self.flow_run_id, detail=detail or {}, at=self.now)
+
+    def send_email(self, member: Member, *, to: str, template: str, subject: str, category: str,
+                   step_id: str, sender: str = "company", extra: dict[str, Any] | None = None,
+                   key: str | None = None) -> Delivery:
+        return self.engine.deliverer.send(self, member, to=to, template=template, subject=subject,
+                                          category=category, step_id=step_id, sender=sender,
+                                          extra=dict(extra or {}), key=key)
+
+    def mail_session(self):
+        """One SMTP connection for the whole batch, opened on first use."""
+        if self._mail_session is None:
+            self._mail_session = self.engine.open_mail_session()
+        return self._mail_session
+
+    def close(self) -> None:
+        if self._mail_session is not None:
+            self._mail_session.close()
+            self._mail_session = None

@@ -1,0 +1,261 @@
+"""Events in: store them durably, wake journeys that wait for them, start the touch points
+they trigger. Starting and resuming go through a launcher: in-process here, or scheduled
+Prefect flow runs of served deployments in the service."""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from flows import clock
+from flows.engine.context import build_context
+from flows.engine.journeys import continuation_id
+from flows.errors import NotFoundError, TouchpointsError
+from flows.store.tables import Continuation, Customer, Event, Journey, Member
+from flows.templating import evaluate
+
+
+class Launcher(Protocol):
+    def start(self, touchpoint: str, *, event: dict, customer_id: str | None, label: str) -> Any: ...
+
+    def resume(self, touchpoint: str, *, journey_id: str, pointer: str, mode: str, label: str,
+               customer_id: str | None, continuation: str) -> Any: ...
+
+
+@dataclass
+class EmitResult:
+    event_id: str
+    duplicate: bool = False
+    started: list[dict] = field(default_factory=list)
+    resumed: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"event_id": self.event_id, "duplicate": self.duplicate, "started": self.started,
+                "resumed": self.resumed, "skipped": self.skipped}
+
+
+def event_dict(row: Event) -> dict:
+    return {"id": row.id, "type": row.type, "customer_id": row.customer_id, "data": row.data or {},
+            "occurred_at": row.occurred_at.isoformat()}
+
+
+def _label(touchpoint, event: dict, customer_id: str | None) -> str:
+    if customer_id:
+        return customer_id
+    data = event.get("data") or {}
+    key = touchpoint.entry.key
+    if key:
+        try:
+            return str(evaluate(key, {"event": event, "trigger": event}))
+        except Exception:  # the label is cosmetic; the key is checked at entry
+            pass
+    for name in ("outage_id", "maintenance_id", "id"):
+        if name in data:
+            return str(data[name])
+    return event.get("id", "event")
+
+
+class Dispatcher:
+    def __init__(self, engine, launcher: Launcher) -> None:
+        self.engine = engine
+        self.launcher = launcher
+
+    # ------------------------------------------------------------------ validation
+    def check_type(self, event_type: str) -> None:
+        known = self.engine.config.event_types()
+        if event_type not in known:
+            close = difflib.get_close_matches(event_type, list(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare it under events: in touchpoints.yaml"
+            raise TouchpointsError(f"unknown event type {event_type!r}", hint=hint)
+
+    # ------------------------------------------------------------------ intake
+    def emit(self, *, type: str, customer_id: str | None = None, data: dict | None = None,
+             event_id: str | None = None, occurred_at: datetime | None = None,
+             source: str = "cli", actor: str = "system") -> EmitResult:
+        from flows.store import audit
+
+        self.check_type(type)
+        now = clock.now()
+        event_id = event_id or f"evt-{uuid.uuid4().hex}"
+        with self.engine.store.session() as session:
+            existing = session.get(Event, event_id)
+            if existing is not None:
+                result = EmitResult(event_id=event_id, duplicate=True)
+                previous = existing.result or {}
+                result.started, result.resumed = previous.get("started", []), previous.get("resumed", [])
+                return result
+            if customer_id is not None and session.get(Customer, customer_id) is None:
+                raise NotFoundError(f"unknown customer {customer_id!r}",
+                                    hint="import it with `touchpoints customers import FILE`")
+            row = Event(id=event_id, type=type, customer_id=customer_id, data=data or {},
+                        occurred_at=occurred_at or now, received_at=now, source=source,
+                        status="received")
+            session.add(row)
+            session.flush()
+            event = event_dict(row)
+            audit.record(session, action="event.received", result="stored", actor=actor,
+                         customer_id=customer_id, reason=f"{type} from {source}",
+                         detail={"event_id": event_id, "type": type}, at=now)
+            if customer_id:
+                session.get(Customer, customer_id).last_contact_at = now
+            wakes = self._wake(session, event, now)
+            starts, skipped = self._starts(session, event, now)
+            row.result = {"started": [s["touchpoint"] for s in starts],
+                          "resumed": [w["journey_id"] for w in wakes]}
+        result = EmitResult(event_id=event_id, skipped=skipped)
+        for wake in wakes:
+            self.launcher.resume(wake["touchpoint"], journey_id=wake["journey_id"],
+                                 pointer=wake["pointer"], mode="after", label=wake["label"],
+                                 customer_id=wake["customer_id"], continuation=wake["continuation"])
+            result.resumed.append(wake)
+        for start in starts:
+            self.launcher.start(start["touchpoint"], event=start["event"],
+                                customer_id=start["customer_id"], label=start["label"])
+            result.started.append({k: v for k, v in start.items() if k != "event"})
+        with self.engine.store.session() as session:
+            stored = session.get(Event, event_id)
+            stored.status, stored.dispatched_at = "dispatched", clock.now()
+        return result
+
+    # ------------------------------------------------------------------ waking wait_for steps
+    def _wake(self, session, event: dict, now: datetime) -> list[dict]:
+        query = select(Member).where(Member.status == "waiting", Member.waiting_for == event["type"])
+        if event.get("customer_id"):
+            query = query.where(Member.customer_id == event["customer_id"])
+        data = event.get("data") or {}
+        woken: dict[tuple[str, str], dict] = {}
+        journeys: dict[str, Journey] = {}
+        for member in session.scalars(query.order_by(Member.id).execution_options(yield_per=500)):
+            journey = journeys.get(member.journey_id) or session.get(Journey, member.journey_id)
+            journeys[member.journey_id] = journey
+            if not self._matches(session, member, journey, event):
+                continue
+            results = dict(member.results or {})
+            results[member.pointer] = {"outcome": "event", "event": event}
+            if data.get("journey_id") == journey.id and data.get("step_id") and isinstance(data.get("result"), dict):
+                results[data["step_id"]] = {**results.get(data["step_id"], {}), **data["result"]}
+            member.results, member.due_at, member.updated_at = results, now, now
+            key = (journey.id, member.pointer)
+            if key not in woken:
+                cid = continuation_id(journey.id, member.pointer, "after", now)
+                if session.get(Continuation, cid) is None:
+                    session.add(Continuation(id=cid, journey_id=journey.id, touchpoint=journey.touchpoint,
+                                             pointer=member.pointer, kind="event", due_at=now,
+                                             status="pending", label=f"{member.customer_id} · {event['type']}"))
+                woken[key] = {"touchpoint": journey.touchpoint, "journey_id": journey.id,
+                              "pointer": member.pointer, "customer_id": journey.customer_id,
+                              "label": journey.customer_id or _label(
+                                  self.engine.touchpoint(journey.touchpoint), journey.trigger, None),
+                              "continuation": cid}
+        session.flush()
+        return list(woken.values())
+
+    def _matches(self, session, member: Member, journey: Journey, event: dict) -> bool:
+        data = event.get("data") or {}
+        if member.match:
+            from flows.store.customers import to_view
+
+            customer = to_view(session.get(Customer, member.customer_id))
+            ctx = build_context(config=self.engine.config, customer=customer, event=event,
+                                trigger=journey.trigger, results=member.results,
+                                journey_id=journey.id, touchpoint=journey.touchpoint, now=clock.now())
+            try:
+                return bool(evaluate(member.match, ctx))
+            except TouchpointsError:
+                return False
+        if event.get("customer_id") and event["customer_id"] != member.customer_id:
+            return False
+        if data.get("journey_id") and data["journey_id"] != journey.id:
+            return False
+        return bool(event.get("customer_id") or data.get("journey_id"))
+
+    # ------------------------------------------------------------------ starting touch points
+    def _starts(self, session, event: dict, now: datetime) -> tuple[list[dict], list[dict]]:
+        from flows.store.customers import to_view
+
+        starts, skipped = [], []
+        customer = None
+        if event.get("customer_id"):
+            customer = to_view(session.get(Customer, event["customer_id"]))
+        for tp in self.engine.config.touchpoints.values():
+            trigger = tp.trigger
+            if not tp.enabled or getattr(trigger, "event", None) != event["type"]:
+                continue
+            if trigger.kind == "event":
+                start_event = event
+                if trigger.where:
+                    ctx = build_context(config=self.engine.config, customer=customer, event=event,
+                                        trigger=event, results={}, journey_id="",
+                                        touchpoint=tp.name, now=now)
+                    if not evaluate(trigger.where, ctx):
+                        skipped.append({"touchpoint": tp.name, "reason": f"where: {trigger.where} is false"})
+                        continue
+            elif trigger.kind == "count":
+                start_event = self._count_event(session, tp, event, now)
+                if start_event is None:
+                    continue
+            else:
+                continue
+            if tp.audience == "customer" and not event.get("customer_id"):
+                skipped.append({"touchpoint": tp.name, "reason": "the event names no customer"})
+                continue
+            cid = event.get("customer_id") if tp.audience == "customer" else None
+            starts.append({"touchpoint": tp.name, "customer_id": cid, "event": start_event,
+                           "label": _label(tp, start_event, cid)})
+        return starts, skipped
+
+    def _count_event(self, session, tp, event: dict, now: datetime) -> dict | None:
+        """The synthetic trigger of a count trigger, when this event is the n-th in the window."""
+        trigger = tp.trigger
+        if not event.get("customer_id"):
+            return None
+        since = datetime.fromisoformat(event["occurred_at"]) - trigger.within
+        rows = session.scalars(select(Event).where(
+            Event.type == event["type"], Event.customer_id == event["customer_id"],
+            Event.occurred_at >= since).order_by(Event.occurred_at, Event.received_at)).all()
+        group = (event.get("data") or {}).get(trigger.same) if trigger.same else None
+        if trigger.same:
+            rows = [r for r in rows if (r.data or {}).get(trigger.same) == group]
+        if len(rows) != trigger.count:
+            return None
+        return {"id": f"{event['id']}:count", "type": event["type"],
+                "customer_id": event["customer_id"], "occurred_at": event["occurred_at"],
+                "data": {"category": group, "count": len(rows),
+                         "history": [{"id": r.id, "occurred_at": r.occurred_at.isoformat(),
+                                      "data": r.data or {}} for r in rows]}}
+
+    # ------------------------------------------------------------------ due continuations
+    def resume_due(self, *, now: datetime | None = None) -> list[dict]:
+        """Fire every pending continuation that is due (the service does this on a schedule)."""
+        now = now or clock.now()
+        fired = []
+        with self.engine.store.session() as session:
+            due = session.scalars(select(Continuation).where(
+                Continuation.status.in_(("pending", "scheduled")), Continuation.due_at <= now)
+                .order_by(Continuation.due_at)).all()
+            todo = [(c.id, c.touchpoint, c.journey_id, c.pointer, c.kind, c.label) for c in due]
+        for cid, touchpoint, journey_id, pointer, kind, label in todo:
+            mode = "at" if kind == "defer" else "after"
+            with self.engine.store.session() as session:
+                journey = session.get(Journey, journey_id)
+                customer_id = journey.customer_id if journey else None
+            self.launcher.resume(touchpoint, journey_id=journey_id, pointer=pointer, mode=mode,
+                                 label=label, customer_id=customer_id, continuation=cid)
+            fired.append({"continuation": cid, "touchpoint": touchpoint, "journey_id": journey_id})
+        return fired
+
+
+def next_due(engine, within: timedelta | None = None) -> list[Continuation]:
+    with engine.store.session() as session:
+        query = select(Continuation).where(Continuation.status.in_(("pending", "scheduled")))
+        if within is not None:
+            query = query.where(Continuation.due_at <= clock.now() + within)
+        rows = session.scalars(query.order_by(Continuation.due_at)).all()
+        session.expunge_all()
+        return rows

@@ -1,0 +1,230 @@
+"""Journeys and their members: entering, executing a batch of a step, parking, resuming."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flows.engine.audience import entry_key, iter_segment
+from flows.steps import get as get_kind
+from flows.steps.base import Defer, Exit, Member as MemberView, Next, Route, Wait, WaitFor
+from flows.store.tables import Continuation, Customer, Journey, Member
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def continuation_id(journey_id: str, pointer: str, mode: str, due: datetime) -> str:
+    return f"{journey_id}:{pointer}:{mode}:{due.strftime('%Y%m%dT%H%M%S')}"
+
+
+def park(session, *, journey: Journey, member: Member, pointer: str, mode: str, due: datetime,
+         kind: str, label: str) -> None:
+    member.status, member.pointer, member.resume_mode, member.due_at = "waiting", pointer, mode, due
+    member.wave = None
+    cid = continuation_id(journey.id, pointer, mode, due)
+    if session.get(Continuation, cid) is None:
+        session.add(Continuation(id=cid, journey_id=journey.id, touchpoint=journey.touchpoint,
+                                 pointer=pointer, kind=kind, due_at=due, status="pending",
+                                 label=label))
+        session.flush()
+
+
+class JourneyOps:
+    """Store operations on journeys; every write happens inside a Prefect task."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ entering
+    def enter(self, session, *, touchpoint, event: dict, customer_id: str | None,
+              flow_run_id: str | None, now: datetime) -> dict[str, Any]:
+        from flows.store import audit
+        from flows.store.customers import to_view
+
+        customer = None
+        if touchpoint.audience == "customer":
+            row = session.get(Customer, customer_id) if customer_id else None
+            if row is None:
+                audit.record(session, action="journey.refused", result="refused", actor="system",
+                             touchpoint=touchpoint.name, customer_id=customer_id,
+                             flow_run_id=flow_run_id, at=now,
+                             reason=f"unknown customer {customer_id!r}")
+                return {"journey_id": None, "refused": f"unknown customer {customer_id!r}"}
+            customer = to_view(row)
+        key = entry_key(touchpoint, event=event, customer=customer, config=self.engine.config, now=now)
+        journey = Journey(id=new_id(), touchpoint=touchpoint.name, entry_key=key,
+                          entry_lock=True,
+                          customer_id=customer.id if customer else None, trigger=event,
+                          status="active", started_at=now, flow_run_id=flow_run_id)
+        try:
+            with session.begin_nested():
+                session.add(journey)
+                session.flush()
+        except IntegrityError:
+            other = session.scalar(select(Journey).where(
+                Journey.touchpoint == touchpoint.name, Journey.entry_key == key, Journey.entry_lock))
+            reason = (f"entry rule {touchpoint.entry.rule}: journey {other.id if other else '?'} "
+                      f"already holds key {key}")
+            audit.record(session, action="journey.refused", result="refused", actor="system",
+                         touchpoint=touchpoint.name, customer_id=customer_id,
+                         flow_run_id=flow_run_id, reason=reason, at=now,
+                         detail={"event_id": event.get("id"), "entry_key": key})
+            return {"journey_id": None, "refused": reason}
+        wave = new_id()
+        if customer is not None:
+            session.add(Member(journey_id=journey.id, customer_id=customer.id, status="active",
+                               wave=wave, lane="", results={}, updated_at=now))
+            count = 1
+        else:
+            count = 0
+            for batch in iter_segment(session, touchpoint, event=event, config=self.engine.config,
+                                      batch_size=self.engine.settings.batch_size, now=now):
+                session.add_all([Member(journey_id=journey.id, customer_id=cid, status="active",
+                                        wave=wave, lane="", results={}, updated_at=now)
+                                 for cid in batch])
+                session.flush()
+                count += len(batch)
+        audit.record(session, action="journey.started", result="started", actor="system",
+                     touchpoint=touchpoint.name, customer_id=customer.id if customer else None,
+                     journey_id=journey.id, flow_run_id=flow_run_id, at=now,
+                     reason=f"{count} member(s), entry key {key}",
+                     detail={"event_id": event.get("id"), "event_type": event.get("type"),
+                             "members": count})
+        return {"journey_id": journey.id, "wave": wave, "members": count}
+
+    # ------------------------------------------------------------------ resuming
+    def claim(self, session, *, journey_id: str, pointer: str, mode: str, now: datetime) -> dict:
+        """Move every member that is due at ``pointer`` into a new wave."""
+        wave = new_id()
+        result = session.execute(
+            update(Member)
+            .where(Member.journey_id == journey_id, Member.status == "waiting",
+                   Member.pointer == pointer, Member.resume_mode == mode, Member.due_at <= now)
+            .values(status="active", wave=wave, lane="", waiting_for=None, match=None,
+                    due_at=None, updated_at=now))
+        session.execute(
+            update(Continuation)
+            .where(Continuation.journey_id == journey_id, Continuation.pointer == pointer,
+                   Continuation.due_at <= now, Continuation.status.in_(("pending", "scheduled")))
+            .values(status="done"))
+        return {"wave": wave, "members": result.rowcount or 0}
+
+    # ------------------------------------------------------------------ selection
+    @staticmethod
+    def _selection(journey_id: str, wave: str, lane: str):
+        return (Member.journey_id == journey_id, Member.wave == wave, Member.status == "active",
+                Member.lane.like(f"{lane}%"))
+
+    def count_active(self, session, *, journey_id: str, wave: str, lane: str) -> int:
+        return session.scalar(select(func.count()).select_from(Member)
+                              .where(*self._selection(journey_id, wave, lane))) or 0
+
+    # ------------------------------------------------------------------ one batch of one step
+    def run_batch(self, session, *, touchpoint, step, journey_id: str, wave: str, lane: str,
+                  after: int, flow_run_id: str | None, now: datetime) -> dict[str, Any]:
+        from flows.engine.context import EngineContext
+        from flows.store.customers import to_view
+
+        rows = session.scalars(select(Member).where(*self._selection(journey_id, wave, lane),
+                                                    Member.id > after)
+                               .order_by(Member.id).limit(self.engine.settings.batch_size)).all()
+        if not rows:
+            return {"count": 0, "last": after, "outcomes": {}}
+        journey = session.get(Journey, journey_id)
+        customers = {c.id: c for c in session.scalars(
+            select(Customer).where(Customer.id.in_([r.customer_id for r in rows])))}
+        views = [MemberView(id=r.id, customer=to_view(customers[r.customer_id]),
+                            results=dict(r.results or {}))
+                 for r in rows if r.customer_id in customers]
+        ctx = EngineContext(engine=self.engine, touchpoint=touchpoint, step_id=step.id,
+                            journey_id=journey_id, trigger=journey.trigger, flow_run_id=flow_run_id,
+                            now=now, session=session)
+        kind = get_kind(step.kind)
+        try:
+            outcomes = kind.run(config=step, ctx=ctx, members=views)
+        finally:
+            ctx.close()
+        tally: dict[str, int] = {}
+        by_id = {r.id: r for r in rows}
+        for member_id, outcome in outcomes.items():
+            row = by_id[member_id]
+            label = self._label(journey, row, step.id)
+            tally[type(outcome).__name__.lower()] = tally.get(type(outcome).__name__.lower(), 0) + 1
+            self._apply(session, ctx, journey, row, step, lane, outcome, label, now)
+        missing = [r for r in rows if r.customer_id not in customers]
+        for row in missing:  # a customer deleted while the journey ran
+            row.status, row.reason = "exited", "customer no longer in the directory"
+        return {"count": len(rows), "last": rows[-1].id, "outcomes": tally}
+
+    @staticmethod
+    def _label(journey: Journey, member: Member, step_id: str) -> str:
+        return f"{member.customer_id} · {step_id}"
+
+    def _apply(self, session, ctx, journey, row: Member, step, lane: str, outcome, label: str,
+               now: datetime) -> None:
+        results = dict(row.results or {})
+        row.updated_at = now
+        if isinstance(outcome, Defer):
+            park(session, journey=journey, member=row, pointer=step.id, mode="at", due=outcome.until,
+                 kind="defer", label=label)
+            row.reason = outcome.reason
+            return
+        results[step.id] = getattr(outcome, "result", {})
+        row.results = results
+        if isinstance(outcome, Next):
+            return
+        if isinstance(outcome, Route):
+            if outcome.arm is not None:
+                row.lane = f"{lane}/{step.id}:{outcome.arm}"
+            return
+        if isinstance(outcome, Exit):
+            row.status, row.reason = "exited", outcome.reason
+            ctx.audit("journey.goal" if outcome.goal else "journey.exited",
+                      customer_id=row.customer_id, result="goal" if outcome.goal else "exited",
+                      reason=outcome.reason)
+            return
+        if isinstance(outcome, Wait):
+            park(session, journey=journey, member=row, pointer=step.id, mode="after",
+                 due=outcome.until, kind="wait", label=label)
+            ctx.audit("journey.waiting", customer_id=row.customer_id, result="scheduled",
+                      reason=f"resumes {outcome.until.isoformat()}")
+            return
+        if isinstance(outcome, WaitFor):
+            park(session, journey=journey, member=row, pointer=step.id, mode="after",
+                 due=outcome.timeout_at, kind="timeout", label=label)
+            row.waiting_for, row.match = outcome.event, outcome.match
+            ctx.audit("journey.waiting", customer_id=row.customer_id, result="waiting",
+                      reason=f"for {outcome.event} until {outcome.timeout_at.isoformat()}")
+            return
+        raise TypeError(f"step {step.id} returned {outcome!r}, not an Outcome")
+
+    # ------------------------------------------------------------------ finishing
+    def finish(self, session, *, journey_id: str, wave: str, flow_run_id: str | None,
+               now: datetime) -> dict[str, Any]:
+        from flows.store import audit
+
+        journey = session.get(Journey, journey_id)
+        done = session.scalars(select(Member.customer_id).where(
+            Member.journey_id == journey_id, Member.wave == wave, Member.status == "active")).all()
+        session.execute(update(Member).where(Member.journey_id == journey_id, Member.wave == wave,
+                                             Member.status == "active")
+                        .values(status="done", updated_at=now))
+        if done:
+            audit.record_many(session, [dict(action="journey.completed", result="done",
+                                             actor="system", touchpoint=journey.touchpoint,
+                                             customer_id=cid, journey_id=journey_id,
+                                             flow_run_id=flow_run_id, at=now,
+                                             reason="reached the last step") for cid in done])
+        open_members = session.scalar(select(func.count()).select_from(Member).where(
+            Member.journey_id == journey_id, Member.status.in_(("active", "waiting")))) or 0
+        if open_members == 0 and journey.status == "active":
+            journey.status, journey.ended_at = "done", now
+            if self.engine.config.touchpoints[journey.touchpoint].entry.rule == "after_end":
+                journey.entry_lock = False
+        return {"completed": len(done), "open": open_members, "journey_status": journey.status}

@@ -1,0 +1,58 @@
+"""The markdown artifact each flow run leaves: what was sent to whom, what was skipped and
+why, what was handed to whom, and who is waiting for what."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import select
+
+from flows.store.tables import AuditRow
+
+MAX_ROWS = 50
+
+SECTIONS = [
+    ("Sent", ("email.sent",), ("customer_id", "to", "subject")),
+    ("Skipped", ("email.suppressed", "email.bounced", "email.failed", "journey.refused"),
+     ("customer_id", "to", "reason")),
+    ("Deferred", ("email.deferred",), ("customer_id", "to", "reason")),
+    ("Handed off", ("handoff.created",), ("customer_id", "team", "reason")),
+    ("Waiting", ("journey.waiting",), ("customer_id", "step", "reason")),
+    ("Left the journey", ("journey.exited", "journey.goal"), ("customer_id", "result", "reason")),
+]
+
+
+def _cell(row: AuditRow, column: str) -> str:
+    detail = row.detail or {}
+    value = getattr(row, column, None) if hasattr(row, column) else detail.get(column)
+    if value is None:
+        value = detail.get(column, "")
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def run_report(session, *, touchpoint: str, journey_id: str | None, flow_run_id: str | None,
+               summary: dict) -> str:
+    rows = session.scalars(select(AuditRow).where(AuditRow.flow_run_id == flow_run_id)
+                           .order_by(AuditRow.seq)).all() if flow_run_id else []
+    lines = [f"# {touchpoint}", ""]
+    if journey_id:
+        lines.append(f"Journey `{journey_id}`.")
+    if summary.get("refused"):
+        lines.append(f"Not started: {summary['refused']}.")
+    counts = Counter(r.action for r in rows)
+    if counts:
+        lines += ["", "| action | count |", "| --- | ---: |"]
+        lines += [f"| {action} | {n} |" for action, n in sorted(counts.items())]
+    for title, actions, columns in SECTIONS:
+        chosen = [r for r in rows if r.action in actions]
+        if not chosen:
+            continue
+        lines += ["", f"## {title} ({len(chosen)})", "",
+                  "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        lines += ["| " + " | ".join(_cell(r, c) for c in columns) + " |" for r in chosen[:MAX_ROWS]]
+        if len(chosen) > MAX_ROWS:
+            lines.append(f"\n…and {len(chosen) - MAX_ROWS} more (see `touchpoints audit`).")
+    if summary.get("open") is not None:
+        lines += ["", f"Members still in the journey: {summary['open']}; completed in this run: "
+                      f"{summary.get('completed', 0)}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""The always-on service: served deployments, the housekeeping loop, the supervisor."""

@@ -1,0 +1,107 @@
+"""The service's periodic work: scheduling continuations, firing date and inactivity triggers
+(with catch-up after downtime and no double firing), escalating overdue tasks, and
+re-dispatching events whose launch failed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from flows import clock
+from flows.service.deployments import schedule_pending
+from flows.store.tables import Customer, Event, UTCDateTime
+
+log = logging.getLogger("touchpoints.service")
+
+#: a date trigger that fell due while the service was down still fires if it is this recent
+CATCH_UP = timedelta(days=7)
+
+
+class Housekeeper:
+    def __init__(self, engine, launcher) -> None:
+        self.engine = engine
+        self.launcher = launcher
+
+    def tick(self, now: datetime | None = None) -> dict[str, int]:
+        now = now or clock.now()
+        done = {"scheduled": schedule_pending(self.engine, self.launcher),
+                "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
+                "escalated": self.escalations(now)}
+        return done
+
+    # ------------------------------------------------------------------ synthetic trigger events
+    def _fire(self, tp, customer_id: str, event_id: str, data: dict, now: datetime) -> bool:
+        """Store the trigger in the inbox (its id is the dedup key), then start the journey."""
+        event_type = f"{tp.trigger.kind}.trigger"
+        with self.engine.store.session() as session:
+            if session.get(Event, event_id) is not None:
+                return False
+            session.add(Event(id=event_id, type=event_type, customer_id=customer_id, data=data,
+                              occurred_at=now, received_at=now, source="scheduler",
+                              status="received", result={"started": [tp.name]}))
+        event = {"id": event_id, "type": event_type, "customer_id": customer_id,
+                 "occurred_at": now.isoformat(), "data": data}
+        self.launcher.start(tp.name, event=event, customer_id=customer_id, label=customer_id)
+        with self.engine.store.session() as session:
+            row = session.get(Event, event_id)
+            row.status, row.dispatched_at = "dispatched", clock.now()
+        return True
+
+    def _customers(self, session, batch: int = 500):
+        last = ""
+        while True:
+            rows = session.scalars(select(Customer).where(Customer.id > last)
+                                   .order_by(Customer.id).limit(batch)).all()
+            if not rows:
+                return
+            last = rows[-1].id
+            yield from rows
+
+    def date_triggers(self, now: datetime) -> int:
+        fired = 0
+        for tp in self.engine.config.touchpoints.values():
+            if not tp.enabled or tp.trigger.kind != "date":
+                continue
+            rel = tp.trigger.date
+            at = getattr(tp.trigger, "at", None) or time(9, 0)
+            due = []
+            with self.engine.store.session() as session:
+                for c in self._customers(session):
+                    anchor = getattr(c, rel.field)
+                    if anchor is None:
+                        continue
+                    when = rel.resolve(anchor, at, ZoneInfo(c.timezone))
+                    if now - CATCH_UP <= when <= now:
+                        due.append((c.id, anchor, when))
+            for cid, anchor, when in due:
+                event_id = f"date:{tp.name}:{cid}:{anchor.isoformat()}"
+                fired += self._fire(tp, cid, event_id, {"field": rel.field, "date": anchor.isoformat(),
+                                                        "fires_at": when.isoformat()}, now)
+        return fired
+
+    def inactivity_triggers(self, now: datetime) -> int:
+        fired = 0
+        for tp in self.engine.config.touchpoints.values():
+            if not tp.enabled or tp.trigger.kind != "inactivity":
+                continue
+            cutoff = now - tp.trigger.inactivity
+            last_seen = func.coalesce(Customer.last_contact_at, Customer.created_at,
+                                      type_=UTCDateTime())
+            with self.engine.store.session() as session:
+                quiet = session.execute(select(Customer.id, last_seen)
+                                        .where(last_seen <= cutoff)).all()
+            for cid, last in quiet:
+                last_day = last.date().isoformat() if last else "never"
+                event_id = f"inactivity:{tp.name}:{cid}:{last_day}"
+                fired += self._fire(tp, cid, event_id, {"last_contact": last_day}, now)
+        return fired
+
+    def escalations(self, now: datetime) -> int:
+        try:
+            from flows.actions import escalate_overdue
+        except ImportError:  # pragma: no cover - the actions module ships with the web app
+            return 0
+        return len(escalate_overdue(self.engine, now=now))

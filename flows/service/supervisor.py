@@ -1,0 +1,205 @@
+"""`touchpoints serve`: start and supervise the Prefect server, the runner, the web app, the
+mail catcher and the housekeeping loop. Ctrl-C stops everything; a part that dies stops the
+whole service with a non-zero exit, so it never runs half-alive."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flows.errors import ServiceError
+from flows.service.processes import ChildProcess, python_module, wait_http
+from flows.settings import Settings
+
+log = logging.getLogger("touchpoints.service")
+HOUSEKEEPING_SECONDS = 5.0
+
+
+@dataclass
+class ServiceState:
+    web_url: str
+    prefect_url: str
+    catcher: str | None
+    api_key: str
+    logs: str
+    children: dict[str, int] = field(default_factory=dict)
+
+
+class _Thread(threading.Thread):
+    def __init__(self, name: str, target) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # reported by the supervisor
+            self.error = exc
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, *, say=print) -> None:
+        self.settings = settings
+        self.say = say
+        self.stopping = threading.Event()
+        self.children: list[ChildProcess] = []
+        self.threads: list[_Thread] = []
+        self.catcher = None
+        self.web_server = None
+        self.state: ServiceState | None = None
+        self.logs = settings.data_dir.resolve() / "logs"
+        self.external_prefect = os.environ.get("PREFECT_API_URL")
+
+    # ------------------------------------------------------------------ start
+    def _child_env(self, prefect_api: str | None) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PREFECT_HOME"] = str(self.settings.prefect_home.resolve())
+        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env["TOUCHPOINTS_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        env["TOUCHPOINTS_CONFIG_FILE"] = str(self.settings.config_file.resolve())
+        if prefect_api:
+            env["PREFECT_API_URL"] = prefect_api
+        return env
+
+    def _start_prefect(self) -> str:
+        if self.external_prefect:
+            api = self.external_prefect.rstrip("/")
+            if not wait_http(f"{api}/health", timeout=30):
+                raise ServiceError(f"the Prefect server at {api} does not answer",
+                                   hint="unset PREFECT_API_URL to let serve start its own")
+            return api
+        port = self.settings.prefect_port
+        server = ChildProcess("prefect server", python_module(
+            "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)),
+            env=self._child_env(None), log=self.logs / "prefect-server.log")
+        server.start()
+        self.children.append(server)
+        api = f"http://127.0.0.1:{port}/api"
+        self.say(f"starting the Prefect server on 127.0.0.1:{port} (first start migrates its database)…")
+        if not wait_http(f"{api}/health", timeout=180, alive=server.alive):
+            raise ServiceError("the Prefect server did not start", hint=f"see {server.log}:\n{server.tail()}")
+        return api
+
+    def _start_web(self, engine) -> str:
+        import uvicorn
+
+        from flows.engine.dispatch import Dispatcher
+        from flows.service.deployments import DeploymentLauncher
+        from flows.web.app import create_app
+
+        app = create_app(engine, Dispatcher(engine, DeploymentLauncher()))
+        config = uvicorn.Config(app, host=self.settings.web_host, port=self.settings.web_port,
+                                log_level="warning", access_log=False, lifespan="on")
+        self.web_server = uvicorn.Server(config)
+        self.web_server.install_signal_handlers = lambda: None  # the supervisor owns signals
+        thread = _Thread("web", self.web_server.run)
+        thread.start()
+        self.threads.append(thread)
+        url = f"http://{self.settings.web_host}:{self.settings.web_port}"
+        if not wait_http(f"{url}/healthz", timeout=30, alive=thread.is_alive):
+            raise ServiceError(f"the web app did not start on {url}",
+                               hint=f"is port {self.settings.web_port} taken? set TOUCHPOINTS_WEB_PORT")
+        return url
+
+    def _housekeeping(self, engine) -> None:
+        from flows.service.deployments import DeploymentLauncher
+        from flows.service.housekeeping import Housekeeper
+
+        keeper = Housekeeper(engine, DeploymentLauncher())
+        failures = 0
+        while not self.stopping.wait(HOUSEKEEPING_SECONDS):
+            try:
+                keeper.tick()
+                failures = 0
+            except Exception as exc:  # a passing fault (e.g. Prefect busy) is retried next tick
+                failures += 1
+                log.warning("housekeeping failed (%s in a row): %s", failures, exc)
+                if failures >= 12:
+                    raise
+
+    def _api_key(self, engine) -> str:
+        from flows.keys import create_key
+
+        with engine.store.session() as session:
+            _, key, _ = create_key(session, f"serve-{os.getpid()}", actor="system")
+        return key
+
+    def start(self) -> ServiceState:
+        from flows.cli.remote import ServiceInfo, find_service, write_service_info
+        from flows.engine.core import current_engine
+
+        running = find_service(self.settings)
+        if running is not None and running.pid != os.getpid():
+            raise ServiceError(f"touchpoints serve is already running (pid {running.pid}) at {running.web_url}",
+                               hint="stop it first (Ctrl-C in its terminal, or kill that pid)")
+        api = self._start_prefect()
+        os.environ["PREFECT_API_URL"] = api
+        engine = current_engine()
+        catcher_url = None
+        if self.settings.embedded_mail:
+            from flows.mail.catcher import Catcher
+
+            self.catcher = Catcher(self.settings)
+            self.catcher.start()
+            catcher_url = f"smtp://127.0.0.1:{self.settings.catcher_port}"
+        runner = ChildProcess("runner", python_module("flows.service.runner"),
+                              env=self._child_env(api), log=self.logs / "runner.log")
+        runner.start()
+        self.children.append(runner)
+        web_url = self._start_web(engine)
+        keeper = _Thread("housekeeping", lambda: self._housekeeping(engine))
+        keeper.start()
+        self.threads.append(keeper)
+        key = self._api_key(engine)
+        ui = api.removesuffix("/api")
+        write_service_info(self.settings, ServiceInfo(pid=os.getpid(), web_url=web_url, prefect_url=ui,
+                                                      api_key=key,
+                                                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        self.state = ServiceState(web_url=web_url, prefect_url=ui, catcher=catcher_url, api_key=key,
+                                  logs=str(self.logs),
+                                  children={c.name: c.pid for c in self.children})
+        return self.state
+
+    # ------------------------------------------------------------------ supervise
+    def failed_part(self) -> str | None:
+        for child in self.children:
+            if not child.alive():
+                return f"{child.name} exited with code {child.exit_code()}; its log:\n{child.tail()}"
+        for thread in self.threads:
+            if not thread.is_alive():
+                return f"{thread.name} stopped: {thread.error!r}"
+        return None
+
+    def supervise(self) -> int:
+        def _stop(signum, frame):
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        while not self.stopping.wait(1.0):
+            failure = self.failed_part()
+            if failure:
+                self.say(f"touchpoints serve: a part died, stopping everything: {failure}")
+                self.stop()
+                return 1
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        from flows.cli.remote import remove_service_info
+
+        self.stopping.set()
+        if self.web_server is not None:
+            self.web_server.should_exit = True
+        for child in reversed(self.children):
+            child.stop()
+        if self.catcher is not None:
+            self.catcher.stop()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        remove_service_info(self.settings, os.getpid())

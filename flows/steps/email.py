@@ -1,0 +1,55 @@
+"""email: send one templated email to the customer, the account owner or a team."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from flows.steps import register
+from flows.steps.base import (MessageSpec, CategoryRef, Defer, Header, Member, Next, Outcome, StepConfig,
+                              StepContext, StepKind, TemplateName)
+
+RECIPIENT = r"^(customer|account_owner|team:[a-z0-9][a-z0-9\-]*)$"
+
+
+class EmailStep(StepConfig):
+    """Send an email built from ``templates/<template>.txt`` and ``.html``."""
+
+    kind: Literal["email"] = "email"
+    to: str = Field("customer", pattern=RECIPIENT,
+                    description="customer, account_owner, or team:<name>.")
+    from_: Literal["company", "account_owner"] = Field(
+        "company", alias="from", description="Send as the company or as the account owner.")
+    subject: Header
+    template: TemplateName
+    category: CategoryRef
+
+    def describe(self) -> str:
+        return f"email {self.to}: {self.template} [{self.category}]"
+
+    def messages(self) -> list[MessageSpec]:
+        return [MessageSpec(to=self.to, template=self.template, subject=self.subject,
+                            category=self.category)]
+
+    def sample_result(self, examples=None) -> dict:
+        return {"sent": True, "status": "sent", "reason": "", "message_id": "<sample@example>"}
+
+
+def run(*, config: EmailStep, ctx: StepContext, members: list[Member]) -> dict[int, Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    for member in members:
+        delivery = ctx.send_email(member, to=config.to, sender=config.from_,
+                                  template=config.template, subject=config.subject,
+                                  category=config.category, step_id=config.id)
+        if delivery.status == "deferred":
+            outcomes[member.id] = Defer(until=delivery.until, reason=delivery.reason)
+        else:
+            outcomes[member.id] = Next({"sent": delivery.ok, "status": delivery.status,
+                                        "reason": delivery.reason, "message_id": delivery.message_id})
+    return outcomes
+
+
+register(StepKind(name="email", config=EmailStep, run=run,
+                  summary="Send a templated email (text and HTML parts) to the customer, "
+                          "their account owner or a team."))

@@ -1,0 +1,316 @@
+"""The store: one SQLAlchemy engine and session factory per database URL, and its migrations.
+
+SQLite is made safe for several processes (the service, the web app and CLI commands at once):
+WAL journal, foreign keys on, a busy timeout, and every write transaction opened with
+``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way (the SQLAlchemy pysqlite
+recipe). PostgreSQL is used through psycopg 3 (``postgresql+psycopg://``).
+
+``open_store(settings)`` is what commands and the service call: it creates the data folder,
+migrates the database to the newest schema if needed, and keeps one Store per URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from flows.errors import StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from alembic.config import Config
+
+    from flows.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
+
+URL_HINT = ("set TOUCHPOINTS_DATABASE_URL to a reachable database, e.g. "
+            "postgresql+psycopg://user:password@host:5432/touchpoints, "
+            "or unset it to use SQLite in the data folder")
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a database URL; a bare ``postgresql://`` means psycopg 3 (the driver we ship)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"not a database URL: {url!s}", hint=URL_HINT) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def display_url(url: str | URL) -> str:
+    """The URL with any password hidden, for messages."""
+    return normalise_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    """An engine and a session factory for one database URL."""
+
+    def __init__(self, url: str | URL, *, echo: bool = False) -> None:
+        parsed = normalise_url(url)
+        self.url: str = parsed.render_as_string(hide_password=False)
+        self.dialect: str = parsed.get_backend_name()
+        self.engine: Engine = _create_engine(parsed, echo=echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        readonly_engine = (self.engine.execution_options(sqlite_begin="DEFERRED")
+                           if self.dialect == "sqlite" else self.engine)
+        self._read_sessions = sessionmaker(readonly_engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({display_url(self.url)!r})"
+
+    # ------------------------------------------------------------------ sessions
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed when the block ends, rolled back if it
+        raises. On SQLite the transaction takes the write lock when it begins."""
+        yield from self._transaction(self._sessions, commit=True)
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for long reads (listing, ``audit verify``): on SQLite it does not take the
+        write lock, so writers are not held up; it is always rolled back."""
+        yield from self._transaction(self._read_sessions, commit=False)
+
+    def _transaction(self, factory: sessionmaker, *, commit: bool) -> Iterator[Session]:
+        session = factory()
+        try:
+            yield session
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        except (OperationalError, InterfaceError) as exc:
+            session.rollback()
+            if not is_environment_error(exc):
+                raise
+            raise self._error(exc) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # ------------------------------------------------------------------ schema
+    def alembic_config(self) -> Config:
+        """An Alembic config built in code: no alembic.ini is needed on disk."""
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def current_revision(self) -> str | None:
+        from alembic.migration import MigrationContext
+
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except (OperationalError, InterfaceError) as exc:
+            raise self._error(exc) from exc
+
+    def migrate(self, revision: str = "head") -> None:
+        """Run Alembic ``upgrade`` to ``revision`` (concurrent callers queue on a lock)."""
+        from alembic import command
+
+        config = self.alembic_config()
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        except (OperationalError, InterfaceError) as exc:
+            raise self._error(exc) from exc
+
+    def downgrade(self, revision: str) -> None:
+        from alembic import command
+
+        config = self.alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+
+    def migrate_if_needed(self) -> None:
+        current, head = self.current_revision(), self.head_revision()
+        if current == head:
+            return
+        from alembic.script import ScriptDirectory
+
+        known = {s.revision for s in ScriptDirectory.from_config(self.alembic_config()).walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"the database {display_url(self.url)} is at schema revision {current}, "
+                "which this version of Touchpoints does not know",
+                hint="it was migrated by a newer Touchpoints: upgrade Touchpoints, "
+                     "or point TOUCHPOINTS_DATABASE_URL at another database")
+        self.migrate()
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except (OperationalError, InterfaceError) as exc:
+            raise self._error(exc) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ errors
+    def _error(self, exc: DBAPIError) -> StoreError:
+        return store_error(self.url, exc)
+
+
+def is_environment_error(exc: DBAPIError) -> bool:
+    """True for errors of the surroundings rather than of the statement: the server is gone,
+    the file cannot be opened or stays locked. Those become a StoreError with a hint;
+    statement errors (a serialisation failure, a lock timeout) are left to the caller."""
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    orig = getattr(exc, "orig", None)
+    if orig is None or type(orig).__module__.startswith("sqlite3"):
+        return True
+    sqlstate = getattr(orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P", "3D000", "28"))
+
+
+def store_error(url: str, exc: BaseException) -> StoreError:
+    """A StoreError saying what failed and what to do, from a driver error."""
+    parsed = normalise_url(url)
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    reason = detail[0] if detail else type(exc).__name__
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if "no such table" in reason:
+            return StoreError(f"the SQLite store {parsed.database} is not migrated: {reason}",
+                              hint="open it with open_store(), which migrates it, or run any "
+                                   "touchpoints command once")
+        if "locked" in reason or "busy" in reason:
+            return StoreError(f"the SQLite store {parsed.database} stayed locked: {reason}",
+                              hint="another process held the write lock for over "
+                                   f"{SQLITE_BUSY_TIMEOUT_MS // 1000}s; try again, or use "
+                                   "PostgreSQL for heavy concurrent use")
+        return StoreError(f"cannot use the SQLite store {parsed.database}: {reason}",
+                          hint="check that the data folder (TOUCHPOINTS_DATA_DIR) exists and is "
+                               f"writable, or {URL_HINT}")
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    return StoreError(
+        f"cannot reach the database {display_url(parsed)}: {reason}",
+        hint=f"is PostgreSQL running on {where} and does database {parsed.database!r} exist? "
+             f"Start it, or {URL_HINT}")
+
+
+def _create_engine(url: URL, *, echo: bool) -> Engine:
+    backend = url.get_backend_name()
+    try:
+        if backend == "sqlite":
+            if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, echo=echo,
+                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            _make_sqlite_safe(engine)
+            return engine
+        connect_args = {}
+        if backend == "postgresql" and "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise StoreError(f"cannot use the database URL {display_url(url)}: {exc}",
+                         hint=URL_HINT) from None
+
+
+def _make_sqlite_safe(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        # pysqlite's own BEGIN handling is switched off; "begin" below emits ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+# ---------------------------------------------------------------------- one Store per URL
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """The Store for the configured database: creates the data folder, migrates the schema if
+    needed (once per process and URL) and returns the same Store on later calls."""
+    from flows.settings import get_settings
+
+    settings = settings or get_settings()
+    url = normalise_url(settings.store_url).render_as_string(hide_password=False)
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is not None:
+            return store
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data folder {settings.data_dir}: {exc.strerror}",
+                             hint="set TOUCHPOINTS_DATA_DIR to a writable folder") from None
+        store = Store(url)
+        try:
+            store.migrate_if_needed()
+        except BaseException:
+            store.dispose()
+            raise
+        _stores[url] = store
+        return store
+
+
+def adopt_store(store: Store) -> None:
+    """Make ``open_store`` return this (already migrated) Store for its URL (tests use it)."""
+    with _stores_lock:
+        _stores[store.url] = store
+
+
+def forget_store(url: str, *, dispose: bool = True) -> None:
+    """Drop the cached Store for ``url``, if any, and dispose of its engine unless told not to."""
+    key = normalise_url(url).render_as_string(hide_password=False)
+    with _stores_lock:
+        store = _stores.pop(key, None)
+    if store is not None and dispose:
+        store.dispose()
+
+
+def close_stores() -> None:
+    """Dispose of every cached Store (at shutdown, and between tests)."""
+    with _stores_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        store.dispose()

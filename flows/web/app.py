@@ -1,0 +1,68 @@
+"""The web app: events API, survey/task/team pages, unsubscribe and preferences, mail catcher.
+
+``create_app(engine, dispatcher)`` builds it; ``touchpoints serve`` runs it with uvicorn. The
+OpenAPI docs are at /docs, a small home page at /.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+
+from flows.web import pages, preferences
+from flows.web.csrf import CSRF
+
+log = logging.getLogger(__name__)
+
+
+def _include_api(app: FastAPI) -> bool:
+    try:
+        from flows.web import api
+    except ModuleNotFoundError as exc:
+        if exc.name != "flows.web.api":
+            raise
+        log.warning("flows.web.api is missing: the events API is not served")
+        return False
+    app.include_router(api.router)
+    health = getattr(api, "health_router", None)
+    if health is not None:
+        app.include_router(health)
+    return True
+
+
+def create_app(engine, dispatcher) -> FastAPI:
+    app = FastAPI(
+        title="Touchpoints",
+        summary="Events in; survey, task and preference pages out.",
+        description="The events API of Touchpoints. Customer and team pages (/s, /t, /u, /p, "
+                    "/teams) are opened from signed links in emails and are not listed here.",
+        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+    )
+    app.state.engine = engine
+    app.state.dispatcher = dispatcher
+    app.state.csrf = CSRF(engine.signer.secret, engine.settings.base_url)
+    app.state.templates = pages.make_templates()
+    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    app.state.api = _include_api(app)
+    app.include_router(pages.router)
+    app.include_router(preferences.router)
+    if engine.settings.embedded_mail:
+        from flows.web import mailpages
+
+        app.include_router(mailpages.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request) -> Response:
+        api = []
+        for route in app.routes:
+            if (isinstance(route, APIRoute) and route.include_in_schema and "GET" in route.methods
+                    and "{" not in route.path):
+                api.append({"path": route.path, "summary": route.summary or route.name})
+        return pages.render(request, "home.html",
+                            {"mail": engine.settings.embedded_mail, "api": api})
+
+    return app
