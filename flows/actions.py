@@ -372,9 +372,10 @@ def escalate_overdue(engine, *, now: datetime | None = None,
                         mail = engine.open_mail_session()
                     mail.send(message)
                 except DeliveryError as exc:
-                    entry.update(status="failed", reason=exc.message)
+                    entry.update(status="failed", reason=exc.message, retry=not exc.permanent)
             with engine.store.session() as session:
-                if entry["status"] != "sent":  # release the level: the next run retries it
+                if entry.pop("retry", entry["status"] != "sent"):
+                    # release the level: the next run retries it (not after a permanent refusal)
                     session.execute(update(Task).where(Task.id == task_id,
                                                        Task.escalation_level == index + 1)
                                     .values(escalation_level=index)
@@ -411,7 +412,7 @@ def _claim_level(engine, task_id: str, index: int, now: datetime):
         try:
             message = _escalation_message(engine, session, task, index, level, now)
         except TemplateError as exc:
-            entry.update(status="failed", reason=exc.message)
+            entry.update(status="failed", reason=exc.message, retry=True)
         claimed = session.execute(
             update(Task).where(Task.id == task_id, Task.escalation_level == index,
                                Task.status.in_(OPEN_STATUSES))
@@ -457,14 +458,17 @@ def subscriptions(session, config, customer_id: str) -> dict[str, bool]:
             for name, cat in config.categories.items()}
 
 
-def _apply(engine, customer_id: str, wanted: dict[str, bool], *, source: str, actor: str,
-           action: str) -> PreferenceResult:
+def _apply(engine, customer_id: str, wanted: dict[str, bool], *, source: str,
+           actor: str) -> PreferenceResult:
+    from flows.store.customers import set_preference
+
     config = engine.config
     now = clock.now()
     result = PreferenceResult(customer_id=customer_id)
     with engine.store.session() as session:
         if session.get(Customer, customer_id) is None:
-            raise NotFoundError(f"unknown customer {customer_id!r}")
+            raise NotFoundError(f"unknown customer {customer_id!r}",
+                                hint="list customers with `touchpoints customers list`")
         current = subscriptions(session, config, customer_id)
         for category, subscribed in wanted.items():
             subscribed = bool(subscribed)
@@ -475,35 +479,26 @@ def _apply(engine, customer_id: str, wanted: dict[str, bool], *, source: str, ac
                 result.refused[category] = transactional_refusal(config, category)
             elif cat.transactional or current.get(category) == subscribed:
                 result.unchanged.append(category)
-            else:
-                row = session.get(Preference, (customer_id, category))
-                if row is None:
-                    session.add(Preference(customer_id=customer_id, category=category,
-                                           subscribed=subscribed, source=source, updated_at=now))
-                else:
-                    row.subscribed, row.source, row.updated_at = subscribed, source, now
+            elif set_preference(session, customer_id, category, subscribed, source=source,
+                                actor=actor):  # audited there as preference.changed
                 result.changed[category] = subscribed
-        for category, subscribed in result.changed.items():
-            _audit(session, action=action, result="subscribed" if subscribed else "unsubscribed",
-                   actor=actor, reason=f"{category} via {source}", touchpoint=None, step=None,
-                   customer_id=customer_id, journey_id=None, flow_run_id=None, at=now,
-                   detail={"category": category, "subscribed": subscribed, "source": source})
+            else:
+                result.unchanged.append(category)
         for category, why in result.refused.items():
-            _audit(session, action=action, result="refused", actor=actor, reason=why,
-                   touchpoint=None, step=None, customer_id=customer_id, journey_id=None,
-                   flow_run_id=None, at=now, detail={"category": category, "source": source})
+            _audit(session, action="preference.changed", result="refused", actor=actor,
+                   reason=f"{category}: {why} ({source})", touchpoint=None, step=None,
+                   customer_id=customer_id, journey_id=None, flow_run_id=None, at=now,
+                   detail={"category": category, "subscribed": False, "source": source})
     return result
 
 
 def unsubscribe(engine, customer_id: str, category: str, *, source: str,
                 actor: str) -> PreferenceResult:
     """Turn one category off. Transactional categories are refused (see ``result.refused``)."""
-    return _apply(engine, customer_id, {category: False}, source=source, actor=actor,
-                  action="preference.unsubscribed")
+    return _apply(engine, customer_id, {category: False}, source=source, actor=actor)
 
 
 def set_preferences(engine, customer_id: str, choices: dict[str, bool], *, actor: str,
                     source: str = "preferences-page") -> PreferenceResult:
     """Set several categories at once; turning a transactional one off is refused."""
-    return _apply(engine, customer_id, choices, source=source, actor=actor,
-                  action="preference.changed")
+    return _apply(engine, customer_id, choices, source=source, actor=actor)

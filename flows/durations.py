@@ -21,10 +21,7 @@ def parse_duration(value: Any) -> timedelta:
         return value
     if not isinstance(value, str) or not _WHOLE.match(value):
         raise ValueError(f"{value!r} is not a duration; write a number and a unit, e.g. 30m, 4h, 3d, 2w")
-    seconds = sum(int(n) * UNITS[u] for n, u in _PART.findall(value))
-    if seconds <= 0:
-        raise ValueError("a duration must be longer than zero")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=sum(int(n) * UNITS[u] for n, u in _PART.findall(value)))
 
 
 def format_duration(delta: timedelta) -> str:

@@ -195,7 +195,7 @@ def test_unsubscribing_turns_a_category_off_and_audits_it(engine, customer):
     assert (row.subscribed, row.source) == (False, "one-click")
     again = actions.unsubscribe(engine, customer, "surveys", source="one-click", actor="web")
     assert again.ok and again.changed == {} and again.unchanged == ["surveys"]
-    assert len(audit_rows(engine, "preference.unsubscribed")) == 1
+    assert len(audit_rows(engine, "preference.changed")) == 1
 
 
 def test_a_transactional_category_cannot_be_turned_off(engine, customer):
@@ -203,7 +203,7 @@ def test_a_transactional_category_cannot_be_turned_off(engine, customer):
     assert not result.ok
     assert "cannot be turned off" in result.refused["outage"]
     assert get(engine, Preference, (customer, "outage")) is None
-    [row] = audit_rows(engine, "preference.unsubscribed")
+    [row] = audit_rows(engine, "preference.changed")
     assert row.result == "refused"
 
 
@@ -282,3 +282,101 @@ def test_tasks_link_prints_a_signed_team_url(cli, engine):
     out = cli("tasks", "link", "install").stdout.strip()
     assert out.startswith(engine.settings.base_url.rstrip("/") + "/teams/")
     assert engine.signer.verify("team-tasks", out.rsplit("/", 1)[1]) == {"team": "install"}
+
+
+# --------------------------------------------------------------------------- escalation
+@pytest.fixture
+def mail_engine(settings, sqlite_store, smtp_server):
+    from flows.engine.core import Engine
+
+    return Engine(settings.model_copy(update={"smtp_url": smtp_server.url, "smtp_retries": 1,
+                                              "smtp_backoff_seconds": 0.01}),
+                  store=sqlite_store)
+
+
+def recipients(smtp_server) -> list[str]:
+    return [to for m in smtp_server.messages for to in m.envelope_to]
+
+
+def test_each_escalation_level_is_emailed_once_when_its_time_comes(mail_engine, smtp_server):
+    customer = add_customer(mail_engine)
+    now = clock.now()
+    task_id = add_task(mail_engine, customer, due_at=now - timedelta(hours=2))
+    add_task(mail_engine, customer, title="Not due yet", due_at=now + timedelta(hours=2))
+    add_task(mail_engine, customer, title="Done already", status="completed",
+             due_at=now - timedelta(days=3))
+
+    first = actions.escalate_overdue(mail_engine, now=now)
+    again = actions.escalate_overdue(mail_engine, now=now + timedelta(hours=1))
+
+    assert [(r["task_id"], r["level"], r["status"]) for r in first] == [(task_id, 1, "sent")]
+    assert again == []
+    assert recipients(smtp_server) == ["install-lead@northwind.example"]
+    later = actions.escalate_overdue(mail_engine, now=now + timedelta(days=1))
+    assert [(r["level"], r["to"]) for r in later] == [(2, "ops-director@northwind.example")]
+    assert actions.escalate_overdue(mail_engine, now=now + timedelta(days=5)) == []
+    assert recipients(smtp_server) == ["install-lead@northwind.example",
+                                       "ops-director@northwind.example"]
+    assert get(mail_engine, Task, task_id).escalation_level == 2
+    rows = audit_rows(mail_engine, "task.escalated")
+    assert [(r.result, r.detail["level"], r.actor) for r in rows] == [
+        ("sent", 1, "system:escalation"), ("sent", 2, "system:escalation")]
+
+
+def test_a_task_overdue_past_every_level_gets_one_email_per_level(mail_engine, smtp_server):
+    customer = add_customer(mail_engine)
+    now = clock.now()
+    task_id = add_task(mail_engine, customer, due_at=now - timedelta(days=2))
+    actions.escalate_overdue(mail_engine, now=now)
+    actions.escalate_overdue(mail_engine, now=now)
+    assert sorted(recipients(smtp_server)) == ["install-lead@northwind.example",
+                                               "ops-director@northwind.example"]
+    assert get(mail_engine, Task, task_id).escalation_level == 2
+
+
+def test_the_escalation_email_names_the_task_the_customer_and_its_links(mail_engine, smtp_server):
+    customer = add_customer(mail_engine)
+    task_id = add_task(mail_engine, customer, due_at=clock.now() - timedelta(hours=3),
+                       title="Schedule the install for Ada Lovelace")
+    actions.escalate_overdue(mail_engine, now=clock.now())
+    [received] = smtp_server.messages
+    message = received.message
+    assert message["Subject"].startswith("Overdue: Schedule the install for Ada Lovelace")
+    assert message["To"] == "install-lead@northwind.example"
+    assert "List-Unsubscribe" not in message
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "overdue by 3 hours" in text and "Ada Lovelace (C-1001)" in text
+    task_link = mail_engine.signer.url("task", task=task_id)
+    assert task_link in text and task_link in html
+
+
+def test_a_refused_escalation_is_retried_on_the_next_run(mail_engine, smtp_server):
+    customer = add_customer(mail_engine)
+    task_id = add_task(mail_engine, customer, due_at=clock.now() - timedelta(hours=1))
+    smtp_server.fail_next(451, "try again later")
+    [failed] = actions.escalate_overdue(mail_engine, now=clock.now())
+    assert failed["status"] == "failed" and "451" in failed["reason"]
+    assert get(mail_engine, Task, task_id).escalation_level == 0
+    [sent] = actions.escalate_overdue(mail_engine, now=clock.now())
+    assert sent["status"] == "sent"
+    assert recipients(smtp_server) == ["install-lead@northwind.example"]
+    assert [r.result for r in audit_rows(mail_engine, "task.escalated")] == ["failed", "sent"]
+
+
+def test_tasks_escalate_from_the_cli(mail_engine, smtp_server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import _register_all, app
+    from flows.cli import tasks as tasks_cli
+
+    monkeypatch.setattr(tasks_cli, "_engine", lambda: mail_engine)
+    monkeypatch.setenv("COLUMNS", "200")
+    _register_all()
+    customer = add_customer(mail_engine)
+    task_id = add_task(mail_engine, customer, due_at=clock.now() - timedelta(hours=1))
+    result = CliRunner().invoke(app, ["tasks", "escalate"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert f"{task_id} (install): level 1 to install-lead@northwind.example: sent" in result.stdout
+    assert CliRunner().invoke(app, ["tasks", "escalate"]).stdout.strip() == "nothing to escalate"
+    assert audit_rows(mail_engine, "task.escalated")[0].actor.startswith("cli:")

@@ -1,4 +1,4 @@
-"""touchpoints audit [filters] / audit verify: read and check the hash-chained audit trail."""
+"""touchpoints audit [filters] / audit verify: list and check the hash-chained audit trail."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def _row_line(row) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    audit_app = typer.Typer(help="The audit trail: every action, hash-chained. "
-                                 "`touchpoints audit` lists it, `touchpoints audit verify` checks it.")
+    audit_app = typer.Typer(help="The audit trail, hash-chained: `touchpoints audit` lists it, "
+                                 "`touchpoints audit verify` checks it.")
     app.add_typer(audit_app, name="audit")
 
     @audit_app.callback(invoke_without_command=True)
@@ -70,8 +70,10 @@ def register(app: typer.Typer) -> None:
     @audit_app.command("verify")
     def verify(as_json: Annotated[bool, typer.Option(
             "--json", help="Print the result as JSON.")] = False) -> None:
-        """Check the whole chain: exit 0 if intact, 1 naming the first edited, deleted,
-        reordered or inserted row."""
+        """Check the whole chain; exit 1 naming the first bad row.
+
+        A row is bad when it was edited, deleted, reordered or inserted after it was written.
+        """
         from flows.errors import AuditIntegrityError
         from flows.store import audit
 

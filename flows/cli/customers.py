@@ -13,7 +13,8 @@ from flows.cli._common import cli_actor, out, settings
 from flows.settings import Settings
 
 LIST_COLUMNS = (("ID", "id", 14), ("NAME", "name", 26), ("EMAIL", "email", 32),
-                ("REGION", "region", 10), ("PLAN", "plan", 14), ("CONTRACT END", "contract_end", 12))
+                ("REGION", "region", 10), ("PLAN", "plan", 14),
+                ("CONTRACT END", "contract_end", 12))
 
 
 def _store():
@@ -63,9 +64,11 @@ def register(app: typer.Typer) -> None:
                                                   "file holding a list of customers.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
-        """Create or update customers from a file. Good rows are kept; each bad row is listed
-        as FILE:LINE: reason, and the command then exits with 1. Importing the same file again
-        changes nothing."""
+        """Create or update customers from a CSV or JSON file.
+
+        Good rows are kept; each bad row is listed as FILE:LINE: reason, and the command then
+        exits with 1. Importing the same file again changes nothing.
+        """
         from flows.errors import ImportRowsError
         from flows.store.customers import HINT_FIX, import_customers
 
@@ -83,7 +86,8 @@ def register(app: typer.Typer) -> None:
 
     @customers_app.command("list")
     def list_customers(
-        region: Annotated[str | None, typer.Option("--region", "-r", help="Only this region.")] = None,
+        region: Annotated[str | None, typer.Option(
+            "--region", "-r", help="Only this region.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     ) -> None:
         """List customers, ordered by id."""

@@ -149,6 +149,7 @@ def compile_touchpoint(touchpoint) -> Any:
     base_tags = [f"touchpoint:{name}"]
 
     def make_task(fn, task_name: str, **options) -> Task:
+        options.setdefault("task_run_name", task_name)
         return Task(fn=fn, name=task_name, tags=base_tags, cache_policy=NO_CACHE,
                     persist_result=False, **options)
 

@@ -142,7 +142,7 @@ class Deliverer:
                                 action="email.failed")
         from_header, reply_to = self._sender(ctx, member, sender)
         message = build_message(
-            sender=from_header, to=formataddr((display, address)), subject=rendered.subject,
+            sender=from_header, to=(display, address), subject=rendered.subject,
             text=rendered.text, html=rendered.html, key=ledger_key, reply_to=reply_to,
             transactional=transactional, postal_address=ctx.config.defaults.postal_address,
             unsubscribe_url=unsubscribe, preferences_url=preferences)

@@ -240,7 +240,7 @@ def verify(session: Session) -> VerifyResult:
         if row.seq != expected_seq:
             return _bad(checked, expected_seq, "deleted", _gap(expected_seq, row.seq))
         if row_hash(row.prev_hash, fields) != row.hash:
-            return _diagnose_content(session, checked, row, prev_hash)
+            return _diagnose_content(session, checked, row)
         if row.prev_hash != prev_hash:
             if before_prev is not None and row.prev_hash == before_prev:
                 return _bad(checked, row.seq - 1, "inserted",
@@ -285,7 +285,7 @@ def _written_as(row: Any) -> int | None:
     return None
 
 
-def _diagnose_content(session: Session, checked: int, row: Any, prev_hash: str) -> VerifyResult:
+def _diagnose_content(session: Session, checked: int, row: Any) -> VerifyResult:
     """Row ``row.seq`` does not hash to its stored hash: an edit, or a row moved here."""
     origin = _written_as(row)
     if origin is None:

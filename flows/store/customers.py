@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -40,6 +40,9 @@ from flows.steps.base import CustomerView
 from flows.store import audit
 from flows.store.tables import Customer, Preference, utcnow
 
+if TYPE_CHECKING:  # pragma: no cover
+    from flows.store.db import Store
+
 #: columns of the customer table an import sets; other columns go into ``attributes``
 FIELDS = ("id", "name", "email", "timezone", "region", "plan", "contract_start", "contract_end",
           "account_owner", "account_owner_name")
@@ -53,7 +56,8 @@ _LOCAL = re.compile(r"^[^\s@,;:<>()\[\]\"\\.]+(\.[^\s@,;:<>()\[\]\"\\.]+)*$")
 _LABEL = re.compile(r"^[^\W_]([\w-]{0,61}[^\W_])?$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
-HINT_FIX = "fix those rows and import the file again: good rows are kept and importing twice changes nothing"
+HINT_FIX = ("fix those rows and import the file again: good rows are kept and importing twice "
+            "changes nothing")
 
 
 # --------------------------------------------------------------------------- field checks
@@ -404,7 +408,8 @@ def _read_csv(path: Path, text: str) -> list[SourceRow]:
                     f"(a {_DELIMITER_NAMES[delimiter]} inside a value needs quotes)")))
                 continue
             data = {}
-            for name, cell in zip(header, cells + [""] * (len(header) - len(cells))):
+            padded = cells + [""] * (len(header) - len(cells))
+            for name, cell in zip(header, padded, strict=True):
                 value = cell.strip()
                 if name in FIELDS or name in SPECIAL or value:
                     data[name] = value
@@ -522,7 +527,7 @@ def _array_items(text: str, at: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- importing
-def import_customers(store, path: str | Path, *, actor: str,
+def import_customers(store: Store, path: str | Path, *, actor: str,
                      categories: Collection[str] | None = None) -> ImportReport:
     """Import a .csv or .json file of customers in one transaction, keeping the good rows.
 
@@ -594,7 +599,8 @@ def _reject(report: ImportReport, row: SourceRow, reason: str, customer_id: str 
 def _save_chunk(session: Session, chunk: list[CustomerIn], report: ImportReport, *,
                 source: str) -> None:
     ids = [c.id for c in chunk]
-    existing = {row.id: row for row in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
+    existing = {row.id: row
+                for row in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
     prefs: dict[str, dict[str, Preference]] = defaultdict(dict)
     for pref in session.scalars(select(Preference).where(Preference.customer_id.in_(ids))):
         prefs[pref.customer_id][pref.category] = pref
@@ -653,7 +659,8 @@ def upsert_customer(session: Session, data: Mapping[str, Any], *, actor: str,
         customer = check_customer(data, categories=categories)
     except ValueError as exc:
         raise ImportRowsError(f"invalid customer: {exc}",
-                              hint="send id, name, email and timezone; dates as YYYY-MM-DD") from None
+                              hint="send id, name, email and timezone; dates as YYYY-MM-DD"
+                              ) from None
     row = session.get(Customer, customer.id)
     now = utcnow()
     if row is None:
@@ -668,8 +675,8 @@ def upsert_customer(session: Session, data: Mapping[str, Any], *, actor: str,
     unsubscribed = _unsubscribe(session, customer, current, source=source, now=now)
     session.flush()
     if action == "customer.created" or changed or unsubscribed:
-        reason = ("created" if action == "customer.created" else
-                  "changed " + ", ".join(changed + [f"unsubscribed from {c}" for c in unsubscribed]))
+        what = changed + [f"unsubscribed from {c}" for c in unsubscribed]
+        reason = "created" if action == "customer.created" else "changed " + ", ".join(what)
         audit.record(session, action=action, result="saved", actor=actor, customer_id=row.id,
                      reason=reason,
                      detail={"changed": changed, "unsubscribed": unsubscribed, "source": source})
@@ -698,8 +705,9 @@ def get_customer(session: Session, customer_id: str) -> CustomerView:
 
 def preferences(session: Session, customer_id: str) -> dict[str, Preference]:
     """The stored choices of a customer by category (a missing category means subscribed)."""
-    return {p.category: p for p in session.scalars(
-        select(Preference).where(Preference.customer_id == customer_id).order_by(Preference.category))}
+    stmt = (select(Preference).where(Preference.customer_id == customer_id)
+            .order_by(Preference.category))
+    return {p.category: p for p in session.scalars(stmt)}
 
 
 def is_subscribed(session: Session, customer_id: str, category: str) -> bool:

@@ -86,27 +86,34 @@ class Store:
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A session for long reads (listing, ``audit verify``): on SQLite it does not take the
-        write lock, so writers are not held up; it is always rolled back."""
+        write lock, so writers are not held up. Nothing is committed: the transaction ends
+        when the block does (rows read stay usable, detached). Do not write in it."""
         yield from self._transaction(self._read_sessions, commit=False)
 
     def _transaction(self, factory: sessionmaker, *, commit: bool) -> Iterator[Session]:
         session = factory()
         try:
-            yield session
-            if commit:
-                session.commit()
-            else:
-                session.rollback()
-        except (OperationalError, InterfaceError) as exc:
-            session.rollback()
-            if not is_environment_error(exc):
-                raise
-            raise self._error(exc) from exc
-        except BaseException:
-            session.rollback()
-            raise
+            with self.reporting_errors():
+                try:
+                    yield session
+                    if commit:
+                        session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
         finally:
             session.close()
+
+    @contextmanager
+    def reporting_errors(self) -> Iterator[None]:
+        """Turn errors of the surroundings (server gone, file locked or unreadable) into a
+        StoreError that says what to do; other database errors pass through unchanged."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            if not is_environment_error(exc):
+                raise
+            raise store_error(self.url, exc) from exc
 
     # ------------------------------------------------------------------ schema
     def alembic_config(self) -> Config:
@@ -126,23 +133,17 @@ class Store:
     def current_revision(self) -> str | None:
         from alembic.migration import MigrationContext
 
-        try:
-            with self.engine.connect() as connection:
-                return MigrationContext.configure(connection).get_current_revision()
-        except (OperationalError, InterfaceError) as exc:
-            raise self._error(exc) from exc
+        with self.reporting_errors(), self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
     def migrate(self, revision: str = "head") -> None:
         """Run Alembic ``upgrade`` to ``revision`` (concurrent callers queue on a lock)."""
         from alembic import command
 
         config = self.alembic_config()
-        try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-        except (OperationalError, InterfaceError) as exc:
-            raise self._error(exc) from exc
+        with self.reporting_errors(), self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
 
     def downgrade(self, revision: str) -> None:
         from alembic import command
@@ -158,7 +159,8 @@ class Store:
             return
         from alembic.script import ScriptDirectory
 
-        known = {s.revision for s in ScriptDirectory.from_config(self.alembic_config()).walk_revisions()}
+        scripts = ScriptDirectory.from_config(self.alembic_config())
+        known = {script.revision for script in scripts.walk_revisions()}
         if current is not None and current not in known:
             raise StoreError(
                 f"the database {display_url(self.url)} is at schema revision {current}, "
@@ -169,18 +171,11 @@ class Store:
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
-        try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("SELECT 1")
-        except (OperationalError, InterfaceError) as exc:
-            raise self._error(exc) from exc
+        with self.reporting_errors(), self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # ------------------------------------------------------------------ errors
-    def _error(self, exc: DBAPIError) -> StoreError:
-        return store_error(self.url, exc)
 
 
 def is_environment_error(exc: DBAPIError) -> bool:
@@ -227,7 +222,13 @@ def _create_engine(url: URL, *, echo: bool) -> Engine:
     try:
         if backend == "sqlite":
             if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(url.database).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the folder {folder} for the SQLite store: "
+                                     f"{exc.strerror}",
+                                     hint="set TOUCHPOINTS_DATA_DIR to a writable folder") from None
             engine = create_engine(url, echo=echo,
                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             _make_sqlite_safe(engine)

@@ -408,6 +408,12 @@ async def post_event(request: Request, caller: Caller) -> JSONResponse:
 
 
 # ---- customers
+def _categories(engine) -> list[str] | None:
+    """The email categories of touchpoints.yaml: an unsubscribe from any other is refused."""
+    categories = getattr(engine.config, "categories", None)
+    return list(categories) if categories is not None else None
+
+
 def _upsert(engine, customer_id: str, payload: dict, caller: Principal) -> tuple[bool, dict]:
     from flows.store import customers
     from flows.store.tables import Customer
@@ -415,16 +421,12 @@ def _upsert(engine, customer_id: str, payload: dict, caller: Principal) -> tuple
     data = {**payload, "id": customer_id}
     with engine.store.session() as session:
         created = session.get(Customer, customer_id) is None
-        row = customers.upsert_customer(session, data, actor=caller.actor)
-        view = _customer_json(session, row, customer_id)
-    return created, view
+        row = customers.upsert_customer(session, data, actor=caller.actor, source="api",
+                                        categories=_categories(engine))
+        return created, _customer_json(row)
 
 
-def _customer_json(session, row, customer_id: str) -> dict:
-    from flows.store.tables import Customer
-
-    if not isinstance(row, Customer):
-        row = session.get(Customer, customer_id)
+def _customer_json(row) -> dict:
     fields = ("id", "name", "email", "timezone", "region", "plan", "contract_start",
               "contract_end", "account_owner", "account_owner_name", "attributes")
     out = {f: getattr(row, f) for f in fields}
@@ -445,9 +447,8 @@ async def put_customer(request: Request, customer_id: str, caller: Caller) -> JS
     try:
         created, view = await run_in_threadpool(_upsert, request.app.state.engine, customer_id,
                                                 payload, caller)
-    except (ImportRowsError, ValueError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise ApiError(422, "invalid_customer", message, hint=getattr(exc, "hint", None)) from None
+    except ImportRowsError as exc:
+        raise ApiError(422, "invalid_customer", exc.message, hint=exc.hint) from None
     return JSONResponse({"customer": view, "created": created}, status_code=201 if created else 200)
 
 
@@ -455,34 +456,21 @@ def _import(engine, rows: list, caller: Principal) -> dict:
     from flows.store import customers
 
     with engine.store.session() as session:
-        report = customers.import_customers(session, rows, actor=caller.actor)
-    return _import_answer(report, len(rows))
-
-
-def _import_answer(report: Any, total: int) -> dict:
-    """Normalise the importer's report to {received, created, updated, rejected, errors}."""
-    get = (report.get if isinstance(report, dict) else lambda k, d=None: getattr(report, k, d))
-    errors = []
-    for err in get("errors", None) or []:
-        if isinstance(err, dict):
-            index = err.get("index", err.get("row"))
-            reason = err.get("reason") or err.get("message") or str(err)
-        else:
-            index = getattr(err, "index", getattr(err, "row", None))
-            reason = getattr(err, "reason", None) or getattr(err, "message", None) or str(err)
-        errors.append({"index": index, "reason": reason})
-    created, updated = get("created", None), get("updated", None)
-    return {"received": total,
-            "created": created if isinstance(created, int) else len(created or []),
-            "updated": updated if isinstance(updated, int) else len(updated or []),
-            "rejected": len(errors), "errors": errors}
+        report = customers.import_rows(session, rows, actor=caller.actor, source="api",
+                                       categories=_categories(engine))
+    answer = report.as_dict()
+    answer.pop("source", None)
+    answer["errors"] = [{"index": e["index"], "customer_id": e.get("customer_id"),
+                         "reason": e["reason"]} for e in answer["errors"]]
+    return answer
 
 
 @router.post("/customers/import", summary="Create or update many customers")
 @body_limit(IMPORT_BODY_LIMIT)
 async def import_customers(request: Request, caller: Caller) -> JSONResponse:
     """A JSON array of customers. Good rows are kept; each bad row is listed with its index
-    (from 0) and the reason."""
+    (from 0) and the reason: ``{"received", "created", "updated", "unchanged", "rejected",
+    "errors": [{"index", "customer_id", "reason"}]}``."""
     rows = await json_body(request, expect=list)
     answer = await run_in_threadpool(_import, request.app.state.engine, rows, caller)
     return JSONResponse(answer, status_code=200)

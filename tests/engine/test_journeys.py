@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from flows.store.tables import AuditRow, Continuation, Delivery, Member, Suppression, Task
+from flows.store.tables import AuditRow, Continuation, Delivery, Journey, Member, Suppression, Task
 from tests.engine.conftest import sample_customers
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +26,20 @@ def audit_actions(engine, **where) -> list[str]:
         return list(session.scalars(query))
 
 
-def prefect_runs(flow_name: str) -> tuple[list, list]:
+def prefect_run(flow_run_id: str):
+    """The flow run and its task runs, read back through the Prefect API."""
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId, TaskRunFilter
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     async def read():
         async with get_client() as client:
-            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
-            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs]))) if runs else []
-            return runs, tasks
+            run = await client.read_flow_run(UUID(flow_run_id))
+            flow = await client.read_flow(run.flow_id)
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            return flow, run, tasks
 
     return asyncio.run(read())
 
@@ -60,11 +65,12 @@ def test_a_signed_contract_sends_the_welcome_email_and_hands_the_install_to_the_
 
 def test_the_flow_run_and_its_step_tasks_are_visible_through_the_prefect_api(engine, emit):
     emit("contract.signed", "C-1001")
+    with engine.store.session() as session:
+        journey = session.scalar(select(Journey).where(Journey.customer_id == "C-1001"))
 
-    runs, tasks = prefect_runs("sale")
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.name.startswith("C-1001 · ")
+    flow, run, tasks = prefect_run(journey.flow_run_id)
+    assert flow.name == "sale"
+    assert run.name.startswith("C-1001 · ") and run.state_name == "Completed"
     assert {"touchpoint:sale", "customer:C-1001"} <= set(run.tags)
     names = {t.name for t in tasks}
     assert {"enter", "welcome", "schedule_install", "settle_in", "finish", "report"} <= names

@@ -187,9 +187,9 @@ def test_postgres_refuses_tampering_until_the_owner_disables_the_trigger(postgre
     from sqlalchemy.exc import IntegrityError
 
     fill(postgres_store)
-    with pytest.raises(IntegrityError, match="append-only"):
-        with postgres_store.engine.begin() as connection:
-            connection.exec_driver_sql("UPDATE audit SET reason = 'x' WHERE seq = 2")
+    with pytest.raises(IntegrityError, match="append-only"), \
+            postgres_store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE audit SET reason = 'x' WHERE seq = 2")
     assert check(postgres_store).ok
     with past_the_guard(postgres_store) as connection:
         connection.exec_driver_sql("UPDATE audit SET reason = 'x' WHERE seq = 2")

@@ -3,6 +3,7 @@ and installs the guard that makes the database itself refuse to change audit row
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime
 
 import pytest
@@ -71,6 +72,26 @@ def test_downgrade_removes_everything_and_upgrade_is_repeatable(empty_url):
         store.dispose()
 
 
+def _migrate(url: str) -> str | None:
+    store = Store(url)
+    try:
+        store.migrate_if_needed()
+        return store.current_revision()
+    finally:
+        store.dispose()
+
+
+def test_processes_migrating_one_database_at_once_all_succeed(empty_url):
+    """The service and a CLI command may both find a new database and migrate it."""
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        assert pool.map(_migrate, [empty_url] * 3) == ["0001"] * 3
+    store = Store(empty_url)
+    try:
+        assert diffs(store) == []
+    finally:
+        store.dispose()
+
+
 def _one_row(store: Store) -> None:
     with store.session() as session:
         audit.record(session, action="test.done", result="ok", actor=audit.SYSTEM,
@@ -93,9 +114,9 @@ def test_the_database_refuses_to_change_or_delete_audit_rows(store, statement):
 @pytest.mark.postgres
 def test_postgres_refuses_truncate_of_the_audit_table(postgres_store):
     _one_row(postgres_store)
-    with pytest.raises(IntegrityError, match="TRUNCATE on table audit is refused"):
-        with postgres_store.session() as session:
-            session.execute(text("TRUNCATE audit"))
+    with pytest.raises(IntegrityError, match="TRUNCATE on table audit is refused"), \
+            postgres_store.session() as session:
+        session.execute(text("TRUNCATE audit"))
     with postgres_store.session() as session:
         assert len(audit.query(session)) == 1
 

@@ -34,7 +34,7 @@ def test_the_unsubscribe_link_asks_first_and_changes_nothing(client, engine, cus
     assert "Unsubscribe from these emails?" in page.text
     assert "a•••@example.com" in page.text and "ada@example.com" not in page.text
     assert subscribed(engine, customer, "surveys")
-    assert audit_rows(engine, "preference.unsubscribed") == []
+    assert audit_rows(engine, "preference.changed") == []
 
 
 def test_confirming_unsubscribes_and_audits(client, engine, customer):
@@ -44,7 +44,7 @@ def test_confirming_unsubscribes_and_audits(client, engine, customer):
     assert response.status_code == 200 and "You're unsubscribed" in response.text
     assert not subscribed(engine, customer, "surveys")
     assert subscribed(engine, customer, "marketing")
-    [row] = audit_rows(engine, "preference.unsubscribed")
+    [row] = audit_rows(engine, "preference.changed")
     assert (row.actor, row.result, row.customer_id) == ("web", "unsubscribed", customer)
     assert row.detail["source"] == "unsubscribe-page"
 
@@ -64,7 +64,7 @@ def test_one_click_unsubscribe_from_a_mail_client_works_without_a_cookie(client,
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200
     assert not subscribed(engine, customer, "marketing")
-    [row] = audit_rows(engine, "preference.unsubscribed")
+    [row] = audit_rows(engine, "preference.changed")
     assert row.detail["source"] == "one-click"
     again = client.post(url, data={"List-Unsubscribe": "One-Click"})
     assert again.status_code == 200 and "already" in again.text
@@ -79,7 +79,7 @@ def test_transactional_categories_cannot_be_turned_off(client, engine, customer)
     assert one_click.status_code == 200 and "can't be turned off" in one_click.text
     assert subscribed(engine, customer, "outage")
     assert get(engine, Preference, (customer, "outage")) is None
-    [row] = audit_rows(engine, "preference.unsubscribed")
+    [row] = audit_rows(engine, "preference.changed")
     assert row.result == "refused"
 
 

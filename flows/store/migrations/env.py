@@ -18,7 +18,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from flows.store.tables import Base
+from flows.store.tables import Base, UTCDateTime
 
 #: pg_advisory_xact_lock key for migrations ("tp-migr" in ASCII)
 MIGRATION_LOCK_KEY = 0x74702D6D69677200
@@ -36,10 +36,18 @@ def _url() -> str:
     return get_settings().store_url
 
 
+def _render_item(kind: str, obj, _autogen_context):
+    """Autogenerate writes the models' UTCDateTime as the column type it decorates, so
+    migrations do not import the models."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite",
-                      transactional_ddl=True, compare_type=True)
+                      transactional_ddl=True, compare_type=True, render_item=_render_item)
 
 
 def _run(connection: Connection) -> None:

@@ -1,0 +1,1 @@
+"""Email: building messages safely, delivering them over SMTP, the local mail catcher."""
