@@ -22,3 +22,10 @@ def configure(settings: Settings) -> None:
     home = settings.prefect_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(home))
+    if "PREFECT_API_URL" not in os.environ:
+        # a running `touchpoints serve` owns the Prefect server: use it instead of an ephemeral one
+        from flows.cli.remote import find_service, prefect_api_url
+
+        api = prefect_api_url(find_service(settings, timeout=1.0))
+        if api:
+            os.environ["PREFECT_API_URL"] = api

@@ -79,16 +79,48 @@ def register(app: typer.Typer) -> None:
              customer: Optional[str] = typer.Option(None, "--customer", "-c", help="Customer id."),
              data: Optional[str] = typer.Option(None, "--data", help="Event data as a JSON object."),
              event_id: Optional[str] = typer.Option(None, "--id", help="Event id (idempotency key)."),
+             remote: Optional[bool] = typer.Option(None, "--remote/--local",
+                                                   help="Post to the running service (default when "
+                                                        "one runs) or run here."),
              as_json: bool = typer.Option(False, "--json")) -> None:
         """Send an event: start every touch point it triggers and wake journeys waiting for it."""
+        from flows.cli.remote import emit_remote
         from flows.engine.dispatch import Dispatcher
         from flows.engine.launch import InProcessLauncher
+        from flows.settings import get_settings
 
+        payload = parse_json_option(data, "--data")
+        answer = emit_remote(get_settings(), type=event_type, customer_id=customer, data=payload,
+                             event_id=event_id, remote=remote)
+        if answer is not None:
+            if as_json:
+                out.print_json(json.dumps(answer, default=str))
+            else:
+                out.print(f"posted to {answer['service']}: event {answer['event_id']} accepted; "
+                          f"started {', '.join(answer.get('started') or []) or 'nothing new'}")
+            return
         dispatcher = Dispatcher(_engine(), InProcessLauncher())
-        result = dispatcher.emit(type=event_type, customer_id=customer,
-                                 data=parse_json_option(data, "--data"), event_id=event_id,
-                                 source="cli", actor=cli_actor())
+        result = dispatcher.emit(type=event_type, customer_id=customer, data=payload,
+                                 event_id=event_id, source="cli", actor=cli_actor())
         _print_result(result.as_dict(), as_json)
+
+    @app.command()
+    def runs(touchpoint: Optional[str] = typer.Option(None, "--touchpoint", "-t"),
+             limit: int = typer.Option(10, "--limit", "-n"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """Recent flow runs of the touch points and their task runs, read from Prefect's API."""
+        from flows.engine.runs import recent_runs
+
+        rows = recent_runs(touchpoint=touchpoint, limit=limit)
+        if as_json:
+            out.print_json(json.dumps(rows, default=str))
+            return
+        if not rows:
+            out.print("no flow runs yet")
+        for r in rows:
+            out.print(f"[bold]{r['flow']}[/]  {r['name']}  {r['state']}  {', '.join(r['tags'])}")
+            for t in r["tasks"]:
+                out.print(f"    {t['name']:<28} {t['state']}")
 
     @app.command()
     def preview(name: str = typer.Argument(..., help="Touch point name."),

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from flows import steps as registry
-from flows.config.diagnostics import DOCS_STEPS, Loc, Problem, did_you_mean, one_of
+from flows.config.diagnostics import DOCS_STEPS, Loc, Problem, did_you_mean, dotted, one_of
 from flows.config.validation import problems_from_error
 from flows.steps.base import Marker, StepConfig
 
@@ -96,10 +96,32 @@ class Unparsed:
     cascade of "not an earlier step") and its nested steps are still checked."""
 
     id: str | None
-    nested: list[tuple[str, list[Any]]] = field(default_factory=list)
+    #: the nested step lists that did parse, by their location in the document
+    nested: list[tuple[Loc, list[Any]]] = field(default_factory=list)
 
     def children(self) -> list[tuple[str, list[Any]]]:
-        return self.nested
+        return [(dotted(loc[-1:]), steps) for loc, steps in self.nested]
+
+
+def step_lists(step: Any, loc: Loc) -> list[tuple[Loc, list[Any]]]:
+    """The nested step lists of a step with their locations, found through the markers."""
+    if isinstance(step, Unparsed):
+        return list(step.nested)
+    found: list[tuple[Loc, list[Any]]] = []
+    _collect_lists(step, loc, found)
+    return found
+
+
+def _collect_lists(model: BaseModel, loc: Loc, found: list[tuple[Loc, list[Any]]]) -> None:
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = loc + (field_key(name, info),)
+        if field_marker(info) == "steps":
+            if isinstance(value, list):
+                found.append((here, value))
+        else:
+            for sub, sub_loc in _submodels(value, here):
+                _collect_lists(sub, sub_loc, found)
 
 
 def parse_steps(raw: Any, *, loc: Loc, problems: list[Problem]) -> list[Any]:
@@ -177,12 +199,12 @@ def _submodels(value: Any, loc: Loc) -> Iterator[tuple[BaseModel, Loc]]:
 
 
 def _nested_raw(model: type[BaseModel] | None, raw: dict, loc: Loc,
-                problems: list[Problem]) -> list[tuple[str, list[Any]]]:
+                problems: list[Problem]) -> list[tuple[Loc, list[Any]]]:
     """For a step that failed validation: still parse its nested step lists (found through
     the model's marked fields), so their problems are reported in the same pass."""
     if model is None:
         return []
-    found: list[tuple[str, list[Any]]] = []
+    found: list[tuple[Loc, list[Any]]] = []
     for name, info in model.model_fields.items():
         key = field_key(name, info)
         if key not in raw and name not in raw:
@@ -190,7 +212,7 @@ def _nested_raw(model: type[BaseModel] | None, raw: dict, loc: Loc,
         value = raw[key] if key in raw else raw[name]
         here = loc + (key,)
         if field_marker(info) == "steps":
-            found.append((key, parse_steps(value, loc=here, problems=problems)))
+            found.append((here, parse_steps(value, loc=here, problems=problems)))
             continue
         candidates = model_types(info.annotation)
         if not candidates:
@@ -203,7 +225,7 @@ def _nested_raw(model: type[BaseModel] | None, raw: dict, loc: Loc,
     return found
 
 
-def _steps_schema_fields(model: type[BaseModel]) -> list[str]:
+def steps_fields(model: type[BaseModel]) -> list[str]:
     """The keys of ``model`` that hold nested steps (for the JSON Schema)."""
     return [field_key(name, info) for name, info in model.model_fields.items()
             if field_marker(info) == "steps"]

@@ -70,11 +70,9 @@ def resolve(root: Any, loc: Loc) -> Resolved:
             if len(members) == 1:
                 tp, more = _strip(members[0])
                 meta += more
-            elif element in tags and any(isinstance(m, Discriminator) for m in meta) or tags:
-                if element in tags:
-                    tp = tags[element]
-                    continue  # a union tag, not a key of the file
-                tp = None
+            elif element in tags:
+                tp = tags[element]
+                continue  # a union tag, not a key of the file
             else:
                 tp = None
         if element == "[key]":

@@ -1,87 +1,167 @@
-"""The local mail catcher's mailbox: one ``.eml`` file per message plus its envelope."""
+"""The local mail catcher's mailbox: one ``<id>.eml`` file per message and a ``<id>.json``
+sidecar with its envelope and summary.
+
+Ids are ``<arrival time in ns, 20 digits>-<6 hex>``, so sorting names sorts by arrival. Each
+file is written to a hidden temporary name and renamed into place; the sidecar is written
+last, so a message is listed only once both files are complete.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 from flows.errors import NotFoundError
 
+MAIL_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{6}$")
+LIST_HINT = "list the caught messages with `touchpoints mail list`"
 
-@dataclass
+
+@dataclass(frozen=True)
 class MailSummary:
     id: str
-    received_at: str
-    mail_from: str
-    to: list[str]
+    received_at: str  # ISO 8601, UTC
+    mail_from: str  # envelope sender
+    to: list[str]  # envelope recipients
     subject: str
     message_id: str
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaughtMessage:
     summary: MailSummary
-    headers: list[tuple[str, str]]
-    text: str
-    html: str
-    raw: bytes
+    headers: list[tuple[str, str]]  # decoded, in order
+    text: str  # the text/plain part ("" if none)
+    html: str  # the text/html part ("" if none)
+    raw: bytes  # exactly as received
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers if key.lower() == name.lower()), None)
+
+
+def _parse(raw: bytes, *, headersonly: bool = False) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(raw, headersonly=headersonly)
+
+
+def _decoded(message: EmailMessage, name: str, raw: str) -> str:
+    try:
+        value = str(message.policy.header_fetch_parse(name, raw))
+    except Exception:  # a malformed header from a foreign sender: keep it as it came
+        value = raw
+    return " ".join(value.split())
+
+
+def _headers(message: EmailMessage) -> list[tuple[str, str]]:
+    return [(name, _decoded(message, name, raw)) for name, raw in message.raw_items()]
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    return next((value for key, value in _headers(message) if key.lower() == name.lower()), "")
+
+
+def _part_text(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body((subtype,))
+    if part is None or part.get_content_type() != f"text/{subtype}":
+        return ""
+    try:
+        return part.get_content()
+    except (LookupError, ValueError, AssertionError):  # unknown charset or broken encoding
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Mailbox:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
 
     def store(self, raw: bytes, *, mail_from: str, rcpt_tos: list[str]) -> str:
+        """Keep one received message; returns its id."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        mail_id = f"{time.time_ns():020d}-{secrets.token_hex(3)}"
-        message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
-        meta = {"id": mail_id, "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "mail_from": mail_from, "to": list(rcpt_tos), "subject": str(message.get("Subject", "")),
-                "message_id": str(message.get("Message-ID", ""))}
-        for suffix, data in ((".eml", raw), (".json", json.dumps(meta).encode())):
-            tmp = self.dir / f".{mail_id}{suffix}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.dir / f"{mail_id}{suffix}")
+        arrived = time.time_ns()
+        mail_id = f"{arrived:020d}-{secrets.token_hex(3)}"
+        headers = _parse(raw, headersonly=True)
+        summary = MailSummary(
+            id=mail_id,
+            received_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(arrived / 1e9))
+            + f".{arrived // 1_000_000 % 1000:03d}Z",
+            mail_from=mail_from or "", to=[str(r) for r in rcpt_tos],
+            subject=_header(headers, "Subject"), message_id=_header(headers, "Message-ID"))
+        _write_atomically(self.dir / f"{mail_id}.eml", raw)
+        _write_atomically(self.dir / f"{mail_id}.json", json.dumps(summary.as_dict()).encode("utf-8"))
         return mail_id
 
+    def _summary(self, path: Path) -> MailSummary | None:
+        try:
+            return MailSummary(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):  # removed meanwhile, or not ours
+            return None
+
     def list(self, limit: int | None = None, to: str | None = None) -> list[MailSummary]:
-        if not self.dir.exists():
+        """Caught messages, newest last; ``to`` keeps those with a recipient containing it
+        (case-insensitive); ``limit`` keeps the newest ``limit``."""
+        if not self.dir.is_dir():
             return []
         out = []
-        for meta in sorted(self.dir.glob("*.json")):
-            try:
-                summary = MailSummary(**json.loads(meta.read_text()))
-            except (ValueError, TypeError):
+        for path in sorted(self.dir.glob("*.json")):
+            if not MAIL_ID.match(path.stem):
                 continue
-            if to and not any(to.lower() in t.lower() for t in summary.to):
+            summary = self._summary(path)
+            if summary is None:
+                continue
+            if to and not any(to.lower() in rcpt.lower() for rcpt in summary.to):
                 continue
             out.append(summary)
-        return out[-limit:] if limit else out
+        if limit is not None:
+            out = out[-limit:] if limit > 0 else []
+        return out
 
     def get(self, mail_id: str) -> CaughtMessage:
-        if "/" in mail_id or not (self.dir / f"{mail_id}.json").exists():
-            raise NotFoundError(f"no caught message {mail_id!r}", hint="list them with `touchpoints mail list`")
-        summary = MailSummary(**json.loads((self.dir / f"{mail_id}.json").read_text()))
-        raw = (self.dir / f"{mail_id}.eml").read_bytes()
-        message = BytesParser(policy=policy.default).parsebytes(raw)
-        text = message.get_body(("plain",))
-        html = message.get_body(("html",))
-        return CaughtMessage(summary=summary, headers=[(k, str(v)) for k, v in message.items()],
-                             text=text.get_content() if text else "", html=html.get_content() if html else "",
-                             raw=raw)
+        mail_id = mail_id.strip()
+        missing = NotFoundError(f"no caught message with id {mail_id!r}", hint=LIST_HINT)
+        if not MAIL_ID.match(mail_id):
+            raise missing
+        summary = self._summary(self.dir / f"{mail_id}.json")
+        try:
+            raw = (self.dir / f"{mail_id}.eml").read_bytes()
+        except OSError:
+            raw = None
+        if summary is None or raw is None:
+            raise missing
+        message = _parse(raw)
+        return CaughtMessage(summary=summary, headers=_headers(message), text=_part_text(message, "plain"),
+                             html=_part_text(message, "html"), raw=raw)
 
     def clear(self) -> int:
+        """Delete every caught message; returns how many there were."""
+        if not self.dir.is_dir():
+            return 0
         count = 0
-        for path in self.dir.glob("*.*"):
-            path.unlink()
-            count += path.suffix == ".eml"
+        for path in self.dir.iterdir():
+            if path.suffix in (".eml", ".json") and MAIL_ID.match(path.stem) or path.suffix == ".tmp":
+                count += path.suffix == ".eml"
+                path.unlink(missing_ok=True)
         return count
+

@@ -1,148 +1,332 @@
 """Delivering messages over SMTP.
 
 URLs: ``smtp://host:port`` (plain), ``smtp://user:pass@host:port?starttls=1`` (STARTTLS,
-required), ``smtps://user:pass@host:port`` (implicit TLS); options ``timeout`` and ``verify=0``
-(skip certificate checks, for self-signed test servers). A 4xx (or a refused connection) is
-retried with exponential backoff; a 5xx raises a permanent DeliveryError at once.
+required), ``smtps://user:pass@host:port`` (implicit TLS); options ``timeout`` (seconds) and
+``verify=0`` (skip certificate checks, for self-signed test servers). User and password are
+percent-decoded; the password is never logged or shown.
+
+Failures:
+
+* a 4xx reply, a refused connection, a timeout or a dropped connection is temporary: retried
+  with exponential backoff, then ``DeliveryError(permanent=False)``;
+* a 5xx reply to MAIL, RCPT or DATA is permanent: ``DeliveryError(permanent=True)`` at once
+  (the caller records a bounce and suppresses the address);
+* a refused login, a missing STARTTLS or AUTH, or a certificate that does not verify is a
+  settings problem, not the recipient's: ``SmtpSetupError`` (temporary, not retried in the call).
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import logging
 import smtplib
-import socket
 import ssl
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
 from email.message import EmailMessage
-from urllib.parse import parse_qs, unquote, urlsplit
+from email.policy import EmailPolicy
+from email.utils import getaddresses, parseaddr
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from flows.errors import DeliveryError
+from flows.errors import DeliveryError, TouchpointsError
 
-TRUE = {"1", "true", "yes", "on"}
+log = logging.getLogger(__name__)
+
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+OPTIONS = {"starttls", "verify", "timeout"}
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+URL_HINT = "use smtp://host:port, smtp://user:pass@host:587?starttls=1 or smtps://user:pass@host:465"
 
 
-@dataclass
+@dataclass(frozen=True)
 class SendResult:
     status: str
     code: int
     response: str
 
 
-@dataclass
+class SmtpSetupError(DeliveryError):
+    """The server refused our login or TLS: fix TOUCHPOINTS_SMTP_URL. Never a bounce; the send
+    stays temporary (``permanent=False``) and is not retried within the call."""
+
+
+def _flag(query: dict[str, str], name: str, default: bool) -> bool:
+    value = query.get(name)
+    if value is None:
+        return default
+    if value.lower() in TRUE | FALSE:
+        return value.lower() in TRUE
+    raise TouchpointsError(f"mail URL option {name}={value!r} is not a yes/no value", hint=f"use {name}=1 or {name}=0")
+
+
+@dataclass(frozen=True)
 class SmtpConfig:
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     implicit_tls: bool
     starttls: bool
     verify: bool
     timeout: float
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 30.0) -> "SmtpConfig":
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps"):
-            raise DeliveryError(f"unsupported mail URL scheme {parts.scheme!r}",
-                                hint="use smtp://host:port, smtp://user:pass@host:port?starttls=1 or smtps://…",
-                                permanent=True)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    def from_url(cls, url: str, *, timeout: float = 30.0) -> SmtpConfig:
+        """Parse a mail URL; a bad one raises TouchpointsError (a settings problem, never a bounce)."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise TouchpointsError(f"not a mail URL: {cls._redact(url)!r}", hint=URL_HINT)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(query) - OPTIONS)
+        if unknown:
+            raise TouchpointsError(f"unknown mail URL option {', '.join(unknown)}",
+                                   hint="the options are starttls=1, verify=0 and timeout=SECONDS")
+        try:
+            port = parts.port
+            seconds = float(query.get("timeout", timeout))
+        except ValueError as exc:
+            raise TouchpointsError(f"bad port or timeout in mail URL {cls._redact(url)!r}: {exc}",
+                                   hint=URL_HINT) from None
+        if seconds <= 0:
+            raise TouchpointsError("the mail URL timeout must be more than 0 seconds", hint="e.g. timeout=30")
         implicit = parts.scheme == "smtps"
-        return cls(host=parts.hostname or "127.0.0.1", port=parts.port or (465 if implicit else 25),
-                   username=unquote(parts.username) if parts.username else None,
-                   password=unquote(parts.password) if parts.password else None,
-                   implicit_tls=implicit, starttls=query.get("starttls", "0").lower() in TRUE,
-                   verify=query.get("verify", "1").lower() in TRUE,
-                   timeout=float(query.get("timeout", timeout)))
+        starttls = _flag(query, "starttls", False)
+        if implicit and starttls:
+            raise TouchpointsError("smtps:// is already TLS; starttls=1 does not apply",
+                                   hint="use smtps://host:465, or smtp://host:587?starttls=1")
+        username = unquote(parts.username) if parts.username else None
+        if username and not (implicit or starttls) and parts.hostname not in LOOPBACK:
+            raise TouchpointsError(f"refusing to send the SMTP password to {parts.hostname} unencrypted",
+                                   hint="add ?starttls=1 or use smtps://")
+        return cls(host=parts.hostname, port=port or (465 if implicit else 25), username=username,
+                   password=unquote(parts.password) if parts.password is not None else None,
+                   implicit_tls=implicit, starttls=starttls, verify=_flag(query, "verify", True),
+                   timeout=seconds)
+
+    @staticmethod
+    def _redact(url: str) -> str:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
     def describe(self) -> str:
+        """The server for messages and logs: no password."""
         mode = "smtps" if self.implicit_tls else ("smtp+starttls" if self.starttls else "smtp")
-        return f"{mode}://{self.host}:{self.port}"
+        user = f"{self.username}@" if self.username else ""
+        return f"{mode}://{user}{self.host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
-def _temporary(message: str, code: int | None = None) -> DeliveryError:
-    return DeliveryError(message, code=code, permanent=False,
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _refusal(stage: str, code: int, reply: bytes | str) -> DeliveryError:
+    permanent = 500 <= code < 600
+    hint = ("the server will not take this message; the address is treated as bounced" if permanent
+            else "the server asked us to try again later")
+    return DeliveryError(f"{stage} refused: {code} {_text(reply)}", code=code, permanent=permanent, hint=hint)
+
+
+def _temporary(message: str) -> DeliveryError:
+    return DeliveryError(message, permanent=False,
                          hint="the SMTP server may be down or busy; the send will be retried")
 
 
-class SmtpSession:
-    """One connection, reopened transparently when the server closed it."""
+class _Disconnected(Exception):
+    """The connection went away in the middle of a transaction."""
 
-    def __init__(self, transport: "SmtpTransport") -> None:
+
+@dataclass
+class _Envelope:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    utf8: bool
+
+
+def envelope_of(message: EmailMessage) -> _Envelope:
+    """Envelope sender and recipients from the headers (Bcc is used, then left out of the data)."""
+    sender = parseaddr(str(message.get("Sender") or message.get("From") or ""))[1]
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
+    recipients = [addr for _, addr in getaddresses(fields) if addr]
+    if not sender or not recipients:
+        raise ValueError("a message needs a From address and at least one recipient")
+    utf8 = not all(a.isascii() for a in [sender, *recipients])
+    sendable = _without_bcc(message) if "Bcc" in message else message
+    policy = sendable.policy
+    if utf8 and isinstance(policy, EmailPolicy):
+        policy = policy.clone(utf8=True)
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=policy).flatten(sendable, linesep="\r\n")
+    return _Envelope(sender, recipients, buffer.getvalue(), utf8)
+
+
+def _without_bcc(message: EmailMessage) -> EmailMessage:
+    clone = copy.copy(message)  # shallow: deleting a header gives the clone its own list
+    del clone["Bcc"]
+    return clone
+
+
+class SmtpSession:
+    """One connection for many sends, reopened when the server closed it."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
         self.transport = transport
+        self.config = transport.config
         self.client: smtplib.SMTP | None = None
 
-    def _connect(self) -> smtplib.SMTP:
-        cfg = self.transport.config
-        context = ssl.create_default_context()
-        if not cfg.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+    # ------------------------------------------------------------ connection
+    def _open(self) -> smtplib.SMTP:
+        cfg = self.config
+        client: smtplib.SMTP | None = None
         try:
             if cfg.implicit_tls:
-                client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
+                client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=cfg.tls_context())
             else:
                 client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+            client.ehlo_or_helo_if_needed()
+            if cfg.starttls:
+                if not client.has_extn("starttls"):
+                    raise SmtpSetupError(f"{cfg.describe()} does not offer STARTTLS",
+                                         hint="check the port, or drop starttls=1 if the server has no TLS")
+                client.starttls(context=cfg.tls_context())
                 client.ehlo()
-                if cfg.starttls:
-                    client.starttls(context=context)
-                    client.ehlo()
             if cfg.username:
                 client.login(cfg.username, cfg.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"SMTP login to {cfg.describe()} refused ({exc.smtp_code})",
-                                code=exc.smtp_code, permanent=False,
-                                hint="check the user and password in TOUCHPOINTS_SMTP_URL") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(f"{cfg.describe()}: {exc}", permanent=False,
-                                hint="the server lacks STARTTLS or AUTH; check TOUCHPOINTS_SMTP_URL") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise _temporary(f"cannot connect to {cfg.describe()}: {exc}") from None
+        except BaseException as exc:
+            if client is not None:
+                client.close()
+            raise self._connect_error(exc) from None
+        log.debug("connected to %s", cfg.describe())
         return client
 
-    def _send_once(self, message: EmailMessage) -> SendResult:
-        if self.client is None:
-            self.client = self._connect()
-        try:
-            refused = self.client.send_message(message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            self.client = self._reset()
-            code, text = next(iter(exc.recipients.values()))
-            raise DeliveryError(f"recipient refused: {code} {text.decode(errors='replace')}",
-                                code=code, permanent=code >= 500) from None
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            self.client = self._reset()
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-            raise DeliveryError(f"{exc.smtp_code} {text}", code=exc.smtp_code,
-                                permanent=exc.smtp_code >= 500) from None
-        except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout) as exc:
+    def _connect_error(self, exc: BaseException) -> BaseException:
+        where = self.config.describe()
+        if isinstance(exc, DeliveryError):
+            return exc
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return SmtpSetupError(f"{where} refused the login for {self.config.username!r}: "
+                                  f"{exc.smtp_code} {_text(exc.smtp_error)}", code=exc.smtp_code,
+                                  hint="check the user and password in TOUCHPOINTS_SMTP_URL "
+                                       "(percent-encode special characters)")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return SmtpSetupError(f"{where} offers no AUTH on this connection",
+                                  hint="most servers offer AUTH only after STARTTLS: add ?starttls=1")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return SmtpSetupError(f"the TLS certificate of {where} does not verify: {exc.verify_message}",
+                                  hint="use the server's real host name; verify=0 only for a test server")
+        if isinstance(exc, ssl.SSLError):
+            return SmtpSetupError(f"TLS with {where} failed: {exc.reason or exc}",
+                                  hint="smtps:// needs a TLS port (465); STARTTLS ports use smtp://…?starttls=1")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return DeliveryError(f"{where} refused the connection: {exc.smtp_code} {_text(exc.smtp_error)}",
+                                 code=exc.smtp_code, permanent=False,
+                                 hint="the SMTP server is not accepting mail now; the send will be retried")
+        if isinstance(exc, (OSError, smtplib.SMTPException)):
+            return _temporary(f"cannot connect to {where}: {exc or type(exc).__name__}")
+        return exc
+
+    def _drop(self) -> None:
+        if self.client is not None:
+            self.client.close()
             self.client = None
-            raise _temporary(f"connection lost: {exc}") from None
-        if refused:
-            code, text = next(iter(refused.values()))
-            raise DeliveryError(f"recipient refused: {code} {text!r}", code=code, permanent=code >= 500)
-        return SendResult(status="sent", code=250, response="queued")
 
-    def _reset(self) -> smtplib.SMTP | None:
+    # ------------------------------------------------------------ transaction
+    def _transaction(self, client: smtplib.SMTP, env: _Envelope) -> SendResult:
         try:
-            self.client.rset()
-            return self.client
-        except (smtplib.SMTPException, OSError):
-            return None
-
-    def send(self, message: EmailMessage) -> SendResult:
-        backoff = self.transport.backoff_seconds
-        attempt = 0
-        while True:
-            attempt += 1
+            mail_options: list[str] = []
+            rcpt_options: list[str] = []
+            if env.utf8:
+                if not client.has_extn("smtputf8"):
+                    raise DeliveryError(f"{self.config.describe()} cannot take non-ASCII addresses "
+                                        f"({', '.join(env.recipients)}) without SMTPUTF8",
+                                        code=553, permanent=True)
+                mail_options = ["SMTPUTF8", "BODY=8BITMIME"]
+            code, reply = client.mail(env.sender, mail_options)
+            if code != 250:
+                self._abort(client, code)
+                raise _refusal("MAIL FROM", code, reply)
+            refused = {}
+            for rcpt in env.recipients:
+                code, reply = client.rcpt(rcpt, rcpt_options)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, reply)
+            if len(refused) == len(env.recipients):
+                codes = [c for c, _ in refused.values()]
+                self._abort(client, 421 if 421 in codes else codes[0])
+                code, reply = refused[env.recipients[0]]
+                error = _refusal(f"RCPT TO {env.recipients[0]}", code, reply)
+                error.permanent = all(500 <= c < 600 for c in codes)
+                raise error
             try:
-                return self._send_once(message)
+                code, reply = client.data(env.data)
+            except smtplib.SMTPDataError as exc:  # DATA itself was not answered with 354
+                code, reply = exc.smtp_code, exc.smtp_error
+            if code != 250:
+                self._abort(client, code)
+                raise _refusal("DATA", code, reply)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Disconnected(str(exc) or type(exc).__name__) from None
+        for rcpt, (code, reply) in refused.items():
+            log.warning("%s refused recipient %s: %s %s", self.config.describe(), rcpt, code, _text(reply))
+        return SendResult(status="sent", code=code, response=_text(reply))
+
+    def _abort(self, client: smtplib.SMTP, code: int) -> None:
+        """Leave the connection ready for the next message, or drop it."""
+        if code == 421:  # the server is closing the connection
+            self._drop()
+            return
+        try:
+            client.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _attempt(self, env: _Envelope) -> SendResult:
+        reused = self.client is not None
+        if self.client is None:
+            self.client = self._open()
+        try:
+            return self._transaction(self.client, env)
+        except _Disconnected as exc:
+            self._drop()
+            if not reused:
+                raise _temporary(f"{self.config.describe()} dropped the connection: {exc}") from None
+        # the server closed the connection while it sat idle: reconnect at once
+        log.debug("reconnecting to %s", self.config.describe())
+        self.client = self._open()
+        try:
+            return self._transaction(self.client, env)
+        except _Disconnected as exc:
+            self._drop()
+            raise _temporary(f"{self.config.describe()} dropped the connection: {exc}") from None
+
+    # ------------------------------------------------------------ public
+    def send(self, message: EmailMessage) -> SendResult:
+        """Send one message; retry temporary failures with exponential backoff."""
+        env = envelope_of(message)
+        delay = self.transport.backoff_seconds
+        for attempt in range(1, self.transport.retries + 1):
+            try:
+                return self._attempt(env)
             except DeliveryError as exc:
-                if exc.permanent or attempt >= self.transport.retries:
+                if exc.permanent or isinstance(exc, SmtpSetupError) or attempt >= self.transport.retries:
                     raise
-                time.sleep(backoff)
-                backoff *= 2
+                log.info("temporary SMTP failure (attempt %d of %d), retrying in %.2fs: %s",
+                         attempt, self.transport.retries, delay, exc.message)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def close(self) -> None:
         if self.client is not None:
@@ -150,18 +334,33 @@ class SmtpSession:
                 self.client.quit()
             except (smtplib.SMTPException, OSError):
                 pass
-            self.client = None
+            finally:
+                self._drop()
 
 
 class SmtpTransport:
-    def __init__(self, url: str, *, retries: int = 3, backoff_seconds: float = 2.0,
-                 timeout: float = 30.0) -> None:
+    """Delivery to one SMTP server. ``retries`` is the number of attempts for a temporary
+    failure; ``backoff_seconds`` the first pause, doubling. Both default to the settings."""
+
+    def __init__(self, url: str, *, retries: int | None = None, backoff_seconds: float | None = None,
+                 timeout: float | None = None) -> None:
+        if retries is None or backoff_seconds is None or timeout is None:
+            from flows.settings import get_settings
+
+            defaults = get_settings()
+            retries = defaults.smtp_retries if retries is None else retries
+            backoff_seconds = defaults.smtp_backoff_seconds if backoff_seconds is None else backoff_seconds
+            timeout = defaults.smtp_timeout_seconds if timeout is None else timeout
         self.config = SmtpConfig.from_url(url, timeout=timeout)
-        self.retries = max(1, retries)
-        self.backoff_seconds = backoff_seconds
+        self.retries = max(1, int(retries))
+        self.backoff_seconds = max(0.0, float(backoff_seconds))
+
+    def __repr__(self) -> str:
+        return f"SmtpTransport({self.config.describe()}, retries={self.retries})"
 
     @contextmanager
     def session(self):
+        """``with transport.session() as s: s.send(msg)`` — one connection for many sends."""
         session = SmtpSession(self)
         try:
             yield session
@@ -174,6 +373,8 @@ class SmtpTransport:
 
 
 def transport_from_settings(settings) -> SmtpTransport:
+    """The transport for ``settings.effective_smtp_url``; on embedded defaults the local mail
+    catcher is started first unless one already listens."""
     if settings.embedded_mail:
         from flows.mail.catcher import ensure_running
 

@@ -1,0 +1,23 @@
+"""touchpoints.yaml: loading it safely, its models, `touchpoints check` and the JSON Schema.
+
+* :func:`load_config` parses the file and raises :class:`flows.errors.ConfigError` carrying
+  every diagnostic when anything is wrong;
+* :func:`check` returns those diagnostics (``FILE:LINE:COL: path: message``) without raising;
+* :func:`build_schema` is the JSON Schema of the file, with every registered step kind.
+"""
+
+from flows.config.checker import CheckResult, check, check_file, check_text, load_config
+from flows.config.diagnostics import Diagnostic
+from flows.config.models import (ENGINE_EVENTS, Category, ConfigFile, Defaults, EscalationLevel,
+                                 EventType, SendWindow, Team, TouchPoint, iter_steps)
+from flows.config.schema import build_schema
+from flows.config.triggers import (CountTrigger, DateTrigger, Entry, EventTrigger,
+                                   InactivityTrigger, ScheduleTrigger, Segment)
+
+__all__ = [
+    "check", "check_file", "check_text", "load_config", "CheckResult", "Diagnostic",
+    "build_schema", "ConfigFile", "Defaults", "SendWindow", "Category", "Team",
+    "EscalationLevel", "EventType", "TouchPoint", "Entry", "Segment", "EventTrigger",
+    "DateTrigger", "ScheduleTrigger", "InactivityTrigger", "CountTrigger", "ENGINE_EVENTS",
+    "iter_steps",
+]

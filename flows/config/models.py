@@ -1,0 +1,281 @@
+"""The models of touchpoints.yaml (the language is described in docs/architecture.md).
+
+Every model forbids unknown keys: a misspelt field is an error, never silently ignored. Steps
+are parsed through the step registry (:mod:`flows.config.parsing`), so this module knows no
+step kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from email.utils import parseaddr
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PrivateAttr,
+                      ValidationError, ValidationInfo, WithJsonSchema, field_validator,
+                      model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from flows.config.diagnostics import did_you_mean, one_of
+from flows.config.parsing import parse_steps
+from flows.config.triggers import (Audience, CountTrigger, DateTrigger, Entry, EventTrigger,
+                                   InactivityTrigger, LocalTime, ScheduleTrigger, Segment, Trigger)
+from flows.durations import Duration, format_duration, parse_duration
+from flows.errors import NotFoundError
+from flows.steps.base import Marker, StepConfig
+
+__all__ = [
+    "ConfigFile", "Defaults", "SendWindow", "Category", "Team", "EscalationLevel", "EventType",
+    "TouchPoint", "Entry", "Segment", "EventTrigger", "DateTrigger", "ScheduleTrigger",
+    "InactivityTrigger", "CountTrigger", "Trigger", "Audience", "LocalTime", "ENGINE_EVENTS",
+    "iter_steps", "DEFER_STEPS",
+]
+
+#: validation context flag: leave ``steps`` empty (the checker parses them itself, leniently)
+DEFER_STEPS = "defer_steps"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+$")
+EmailAddress = Annotated[str, Field(pattern=_ADDRESS.pattern, description="An email address.")]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9\-]*$", max_length=64,
+                            description="lowercase letters, digits and hyphens, e.g. check-in")]
+CategoryName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64,
+                                    description="lowercase letters, digits, _ and -")]
+EventName = Annotated[str, Field(pattern=r"^[a-z0-9_\-]+(\.[a-z0-9_\-]+)*$", max_length=100,
+                                 description="lowercase words joined by dots, e.g. "
+                                             "contract.signed")]
+
+
+# --------------------------------------------------------------------------- defaults
+def _mailbox(value: Any) -> str:
+    if not isinstance(value, str) or "\r" in value or "\n" in value:
+        raise ValueError("write the sender on one line, e.g. \"Northwind <hello@northwind.example>\"")
+    _, address = parseaddr(value)
+    if not _ADDRESS.match(address or ""):
+        raise ValueError(f"{value!r} is not an email address; write e.g. "
+                         "\"Northwind Fibre <hello@northwind.example>\"")
+    return value.strip()
+
+
+def _zone(value: Any) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        close = did_you_mean(value, available_timezones())
+        raise ValueError(f"unknown timezone {value!r}" + (f" ({close})" if close else "") +
+                         "; use an IANA name such as Europe/London") from None
+    return value
+
+
+def _delay(value: Any) -> timedelta:
+    """A duration that may be zero (``0h``: as soon as a task is overdue)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(0+\s*[wdhms]\s*)+", value):
+        return timedelta(0)
+    return parse_duration(value)
+
+
+Mailbox = Annotated[str, BeforeValidator(_mailbox),
+                    WithJsonSchema({"type": "string", "description": "Name <address> or address."})]
+TimeZoneName = Annotated[str, BeforeValidator(_zone),
+                         WithJsonSchema({"type": "string", "description": "An IANA timezone."})]
+Delay = Annotated[timedelta, BeforeValidator(_delay),
+                  PlainSerializer(format_duration, return_type=str),
+                  WithJsonSchema({"type": "string", "pattern": r"^(\d+\s*[wdhms]\s*)+$",
+                                  "description": "A duration (0h allowed).", "examples": ["1d"]})]
+
+
+class SendWindow(BaseModel):
+    """When non-transactional mail may go out, in the customer's own timezone."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: LocalTime
+    end: LocalTime
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SendWindow":
+        if self.end <= self.start:
+            raise ValueError(f"the send window ends ({self.end:%H:%M}) before it starts "
+                             f"({self.start:%H:%M})")
+        return self
+
+    def next_open(self, moment: datetime, tz: ZoneInfo) -> datetime:
+        """``moment`` if it is inside the window in ``tz``, else the window's next opening."""
+        if moment.tzinfo is None:
+            raise ValueError("next_open needs an aware datetime")
+        local = moment.astimezone(tz)
+        for offset in range(8):
+            day = local.date() + timedelta(days=offset)
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            opens = datetime.combine(day, self.start, tzinfo=tz)
+            closes = datetime.combine(day, self.end, tzinfo=tz)
+            if _utc(opens) <= _utc(moment) < _utc(closes):
+                return moment
+            if _utc(opens) > _utc(moment):
+                return opens
+        raise AssertionError("a send window with days always opens within a week")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc)
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sender: Mailbox
+    reply_to: EmailAddress | None = None
+    postal_address: str = Field(min_length=1, description="Printed in the footer of every email.")
+    timezone: TimeZoneName = "UTC"
+    send_window: SendWindow | None = None
+
+    @property
+    def company_name(self) -> str:
+        """The display name of ``sender`` (its domain when it has none)."""
+        name, address = parseaddr(self.sender)
+        return name or address.rpartition("@")[2]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# --------------------------------------------------------------------------- catalogue
+class Category(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transactional: bool
+    description: str
+
+
+class EscalationLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: Delay = Field(description="How long after the task fell overdue.")
+    to: EmailAddress
+
+
+class Team(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailAddress
+    sla: Duration = Field(description="Default due time of the team's handoff tasks.")
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+    description: str | None = None
+
+
+class EventType(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str
+    example: dict[str, Any] = Field(default_factory=dict)
+
+
+#: events the engine itself emits; always in the catalogue, declared or not
+ENGINE_EVENTS: dict[str, EventType] = {
+    "survey.answered": EventType(
+        description="Sent by Touchpoints when a customer answers a survey.",
+        example={"survey_id": "7f3c2a9e51d04b6c", "journey_id": "j-sample", "step_id": "survey",
+                 "score": 9, "comment": "Very helpful."}),
+    "task.completed": EventType(
+        description="Sent by Touchpoints when a handoff task is completed.",
+        example={"task_id": "T-sample", "journey_id": "j-sample", "step_id": "handoff",
+                 "outcome": "Done, customer called back.", "completed_by": "agent@example.com"}),
+    "task.acknowledged": EventType(
+        description="Sent by Touchpoints when someone acknowledges a handoff task.",
+        example={"task_id": "T-sample", "journey_id": "j-sample", "step_id": "handoff",
+                 "acknowledged_by": "agent@example.com"}),
+}
+
+
+# --------------------------------------------------------------------------- touch points
+def iter_steps(steps: Iterable[Any]) -> Iterator[Any]:
+    """Every step, depth first in document order, nested ones included."""
+    for step in steps:
+        yield step
+        for _, child in step.children():
+            yield from iter_steps(child)
+
+
+class TouchPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(description="The procedure in plain words.")
+    trigger: Trigger
+    audience: Audience
+    entry: Entry = Field(default_factory=Entry)
+    steps: Annotated[list[StepConfig], Marker("steps")]
+    enabled: bool = True
+
+    _name: str = PrivateAttr("")
+
+    @property
+    def name(self) -> str:
+        """The key of the touch point under ``touchpoints:``."""
+        return self._name
+
+    @field_validator("description")
+    @classmethod
+    def _described(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a touch point needs a description: the procedure in plain words")
+        return value
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _parse_steps(cls, value: Any, info: ValidationInfo) -> list[Any]:
+        if info.context and info.context.get(DEFER_STEPS):
+            return []
+        problems: list = []
+        parsed = parse_steps(value, loc=(), problems=problems)
+        if problems:
+            raise ValidationError.from_exception_data("steps", [InitErrorDetails(
+                type=PydanticCustomError("step_error", "{message}",
+                                         {"message": p.message, "hint": p.hint}),
+                loc=p.loc, input=None) for p in problems])
+        return parsed
+
+    @model_validator(mode="after")
+    def _default_entry_rule(self) -> "TouchPoint":
+        if self.entry.rule is None:
+            rule = "once_per_cycle" if self.audience == "customer" else "every_time"
+            self.entry = self.entry.model_copy(update={"rule": rule})
+        return self
+
+    def all_steps(self) -> Iterator[StepConfig]:
+        return iter_steps(self.steps)
+
+
+class ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = Field(description="The version of the language; always 1.")
+    defaults: Defaults
+    categories: dict[CategoryName, Category] = Field(default_factory=dict)
+    teams: dict[Name, Team] = Field(default_factory=dict)
+    events: dict[EventName, EventType] = Field(default_factory=dict)
+    touchpoints: dict[Name, TouchPoint] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _name_touchpoints(self) -> "ConfigFile":
+        for name, touchpoint in self.touchpoints.items():
+            touchpoint._name = name
+        return self
+
+    def touchpoint(self, name: str) -> TouchPoint:
+        found = self.touchpoints.get(name)
+        if found is None:
+            raise NotFoundError(f"no touch point {name!r}",
+                                hint=did_you_mean(name, self.touchpoints,
+                                                  fallback=one_of(self.touchpoints)))
+        return found
+
+    def event_types(self) -> dict[str, EventType]:
+        """The event catalogue: the declared events, then the engine's own."""
+        catalogue = dict(self.events)
+        for name, spec in ENGINE_EVENTS.items():
+            catalogue.setdefault(name, spec)
+        return catalogue
+
+    def step_count(self) -> int:
+        return sum(1 for tp in self.touchpoints.values() for _ in iter_steps(tp.steps))

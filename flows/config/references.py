@@ -1,0 +1,280 @@
+"""The checks of one touch point that need more than its shape: references to teams,
+categories, events and earlier steps, expressions, and templates rendered with sample data.
+
+Every check is driven by the field markers of the models (``Marker("team")`` …), never by the
+kind of a step, so a new step kind is checked with no edit here.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+from pydantic import BaseModel
+
+from flows.config.diagnostics import DOCS_GUIDE, DOCS_STEPS, Loc, Problem, did_you_mean, dotted, one_of
+from flows.config.parsing import Unparsed, iter_marked, step_lists
+from flows.config.samples import sample_context, sample_trigger
+from flows.errors import ExpressionError
+from flows.steps.base import StepConfig
+from flows.templating import (HTML_SUFFIX, TEXT_SUFFIX, Renderer, compile_expression,
+                              make_environment, step_references, template_source_references)
+
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+_NAMES_HINT = ("the names you can use are in docs/getting-started.md (section 3); trigger.data "
+               "comes from the event's example under events:")
+
+
+@dataclass
+class Catalogue:
+    """What a touch point may refer to."""
+
+    teams: set[Any]
+    categories: set[Any]
+    examples: dict[str, dict[str, Any]]   # event type → example data
+    company: dict[str, Any]
+
+
+@dataclass
+class _Place:
+    """A step and what is known where it sits."""
+
+    step: Any
+    loc: Loc
+    earlier: list[tuple[str, Any]]        # (id, step) of the steps that ran before it
+
+
+class TouchPointChecker:
+    def __init__(self, *, name: Any, catalogue: Catalogue, problems: list[Problem],
+                 templates_dir: Path) -> None:
+        self.name = name
+        self.loc: Loc = ("touchpoints", name)
+        self.catalogue = catalogue
+        self.problems = problems
+        self.templates_dir = templates_dir
+        self.env = make_environment(templates_dir)
+        self.renderer = Renderer(templates_dir)
+        self.trigger_event: dict[str, Any] | None = None
+        self.all_ids: set[str] = set()
+
+    def _add(self, loc: Loc, message: str, hint: str | None = None) -> None:
+        docs = DOCS_STEPS if "steps" in loc[2:] else DOCS_GUIDE
+        self.problems.append(Problem(loc, message, hint=hint, docs=docs))
+
+    # ------------------------------------------------------------------ entry point
+    def run(self, *, trigger: Any, audience: Any, entry: Any, steps: list[Any]) -> None:
+        places = list(_walk(steps, self.loc + ("steps",), []))
+        self.all_ids = {p.step.id for p in places if isinstance(p.step.id, str)}
+        if trigger is not None and trigger.kind == "schedule" and audience == "customer":
+            self._add(self.loc + ("audience",),
+                      "a schedule trigger is about no one customer, so it needs a segment",
+                      hint="write e.g. audience: {segment: \"customer.plan == 'Business'\"}")
+        for part, model in (("trigger", trigger), ("audience", audience), ("entry", entry)):
+            if isinstance(model, BaseModel):
+                self._fields(model, self.loc + (part,), earlier=[], context=None)
+        event = getattr(trigger, "event", None)
+        if trigger is not None and (event is None or event in self.catalogue.examples):
+            self.trigger_event = sample_trigger(trigger, touchpoint=str(self.name),
+                                                examples=self.catalogue.examples)
+        self._duplicates(places)
+        for place in places:
+            if isinstance(place.step, StepConfig):
+                self._fields(place.step, place.loc, earlier=place.earlier,
+                             context=self._context(place))
+
+    def _duplicates(self, places: list[_Place]) -> None:
+        first: dict[str, Loc] = {}
+        for place in places:
+            step_id = place.step.id
+            if not isinstance(step_id, str):
+                continue
+            if step_id in first:
+                self._add(place.loc + ("id",),
+                          f"duplicate step id {step_id!r} (also {dotted(first[step_id])})",
+                          hint="step ids must be unique in a touch point, nested steps included")
+            else:
+                first[step_id] = place.loc
+
+    def _context(self, place: _Place) -> dict[str, Any] | None:
+        """The sample context at a step, or None when something it depends on did not parse
+        (rendering then would only repeat that error)."""
+        if self.trigger_event is None or any(isinstance(s, Unparsed) for _, s in place.earlier):
+            return None
+        results = {}
+        for step_id, step in place.earlier:
+            try:
+                results[step_id] = step.sample_result(self.catalogue.examples)
+            except Exception:  # a plugin's sample_result must not break the check
+                results[step_id] = {}
+        return sample_context(company=self.catalogue.company, trigger=self.trigger_event,
+                              touchpoint=str(self.name), results=results)
+
+    # ------------------------------------------------------------------ fields
+    def _fields(self, model: BaseModel, loc: Loc, *, earlier: list[tuple[str, Any]],
+                context: dict[str, Any] | None) -> None:
+        ids = [step_id for step_id, _ in earlier]
+        for where, marker, value in iter_marked(model, loc):
+            if marker == "expression":
+                if self._expression(where, value):
+                    self._references(where, step_references(value), ids)
+            elif marker in ("text", "header"):
+                if self._references(where, step_references(value, expression=False), ids):
+                    self._inline(where, value, context)
+            elif marker == "template":
+                self._template(where, value, model, ids, context)
+            elif marker == "team" or (marker is None and value.startswith("team:")):
+                self._known(where, value.removeprefix("team:"), self.catalogue.teams, "team",
+                            "teams")
+            elif marker == "category":
+                self._known(where, value, self.catalogue.categories, "category", "categories")
+            elif marker == "event":
+                self._known(where, value, self.catalogue.examples, "event type", "events")
+            elif marker == "step" and value not in ids:
+                self._not_earlier(where, value, ids, f"{value!r} is not an earlier step")
+
+    def _known(self, loc: Loc, value: str, known: Any, what: str, section: str) -> None:
+        if value not in known:
+            self._add(loc, f"unknown {what} {value!r}",
+                      hint=did_you_mean(value, known, fallback=f"declare it under {section}: "
+                                        f"({one_of(known)})"))
+
+    def _expression(self, loc: Loc, value: str) -> bool:
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            cause = exc.__cause__
+            self._add(loc, f"invalid expression: {getattr(cause, 'message', None) or cause}",
+                      hint="an expression is written without {{ }}, e.g. "
+                           "steps.install_nps.score <= 6")
+            return False
+        return True
+
+    def _references(self, loc: Loc, refs: list[str], ids: list[str], where: str = "") -> bool:
+        ok = True
+        for ref in dict.fromkeys(refs):
+            if ref not in ids:
+                ok = False
+                self._not_earlier(loc, ref, ids, f"'steps.{ref}' is not an earlier step{where}")
+        return ok
+
+    def _not_earlier(self, loc: Loc, ref: str, ids: list[str], message: str) -> None:
+        if ref in self.all_ids:
+            hint = (f"{ref!r} runs later, or in another branch arm, so its result is not "
+                    f"there yet")
+        else:
+            hint = did_you_mean(ref, ids, fallback=f"no step in this touch point has the id "
+                                                   f"{ref!r}")
+        self._add(loc, message, hint=hint)
+
+    # ------------------------------------------------------------------ rendering
+    def _inline(self, loc: Loc, value: str, context: dict[str, Any] | None) -> None:
+        try:
+            template = self.env.from_string(value)
+        except TemplateSyntaxError as exc:
+            line = f" (line {exc.lineno})" if "\n" in value.strip() else ""
+            self._add(loc, f"template syntax error{line}: {exc.message}")
+            return
+        if context is not None:
+            self._render(loc, lambda: template.render(context), label="")
+
+    def _template(self, loc: Loc, name: str, model: BaseModel, ids: list[str],
+                  context: dict[str, Any] | None) -> None:
+        if not _TEMPLATE_NAME.match(name):
+            self._add(loc, f"{name!r} is not a template name",
+                      hint="write the path under templates/ without extension, e.g. sale/welcome")
+            return
+        parts = [f"{name}{suffix}" for suffix in (TEXT_SUFFIX, HTML_SUFFIX)]
+        present = [p for p in parts if (self.templates_dir / p).is_file()]
+        for part in parts:
+            if part not in present:
+                self._add(loc, f"template {part} does not exist",
+                          hint=f"create templates/{part}: every email has a .txt and an .html "
+                               f"part")
+        try:
+            refs = template_source_references(self.renderer, name)
+        except (OSError, UnicodeDecodeError):
+            refs = []
+        if not self._references(loc, refs, ids, where=f" (used in template {name})"):
+            return
+        extra = _message_extra(model, name)
+        for part in present:
+            self._file(loc, part, context, extra)
+
+    def _file(self, loc: Loc, part: str, context: dict[str, Any] | None,
+              extra: dict[str, Any]) -> None:
+        try:
+            template = self.env.get_template(part)
+        except TemplateSyntaxError as exc:
+            self._add(loc, f"templates/{exc.name or part} line {exc.lineno}: template syntax "
+                           f"error: {exc.message}")
+            return
+        except UnicodeDecodeError:
+            self._add(loc, f"templates/{part} is not a UTF-8 text file")
+            return
+        except (TemplateNotFound, OSError) as exc:
+            self._add(loc, f"templates/{part} cannot be read: {exc}")
+            return
+        if context is None:
+            return
+        merged = {**context, **extra, "links": {**context["links"], **extra.get("links", {})}}
+        self._render(loc, lambda: template.render(merged), label=f"templates/{part}")
+
+    def _render(self, loc: Loc, render, *, label: str) -> None:
+        try:
+            render()
+        except TemplateSyntaxError as exc:  # in an included or extended template
+            self._add(loc, f"templates/{exc.name} line {exc.lineno}: template syntax error: "
+                           f"{exc.message}")
+        except TemplateNotFound as exc:
+            self._add(loc, f"{label or 'the text'} includes {exc.name}, which does not exist")
+        except UndefinedError as exc:
+            self._add(loc, f"{_where(label, exc)}{exc.message}", hint=_NAMES_HINT)
+        except Exception as exc:  # filters raise TypeError, ValueError, SecurityError...
+            self._add(loc, f"{_where(label, exc)}fails with the sample data: "
+                           f"{type(exc).__name__}: {exc}", hint=_NAMES_HINT)
+
+
+def _where(label: str, exc: BaseException) -> str:
+    """``templates/x.txt line 4: `` from the traceback of a render error (or just the label)."""
+    if not label:
+        return ""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.replace("\\", "/").endswith(label.removeprefix("templates/")):
+            line = lineno
+    return f"{label} line {line}: " if line else f"{label}: "
+
+
+def _message_extra(model: BaseModel, name: str) -> dict[str, Any]:
+    """The names a step adds for the email built from template ``name`` (e.g. ``survey``)."""
+    extra: dict[str, Any] = {}
+    try:
+        specs = model.messages() if isinstance(model, StepConfig) else []
+    except Exception:
+        specs = []
+    for spec in specs:
+        if spec.template == name:
+            extra.update(spec.extra)
+    return extra
+
+
+def _walk(steps: list[Any], loc: Loc, earlier: list[tuple[str, Any]]) -> Iterator[_Place]:
+    """Every step in document order, with the steps that ran before it on its path: the
+    siblings before it and, for a nested step, the enclosing step and what ran before that.
+    Steps inside an earlier sibling's arms are not on the path."""
+    before = list(earlier)
+    for index, step in enumerate(steps):
+        here = loc + (index,)
+        yield _Place(step, here, list(before))
+        step_id = step.id if isinstance(step.id, str) else None
+        inside = before + ([(step_id, step)] if step_id else [])
+        for child_loc, child in step_lists(step, here):
+            yield from _walk(child, child_loc, inside)
+        if step_id:
+            before.append((step_id, step))
