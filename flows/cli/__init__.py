@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # usage errors (unknown command, bad option) come from the click typer bundles;
+        # they know how to show themselves and which exit code they mean
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from flows import steps as registry
@@ -73,7 +73,7 @@ def iter_marked(model: BaseModel, loc: Loc) -> Iterator[tuple[Loc, str | None, s
         marker = field_marker(info)
         if marker == "steps":
             continue
-        yield from _strings(getattr(model, name), loc + (field_key(name, info),), marker)
+        yield from _strings(getattr(model, name, None), loc + (field_key(name, info),), marker)
 
 
 def _strings(value: Any, loc: Loc, marker: str | None) -> Iterator[tuple[Loc, str | None, str]]:
@@ -98,6 +98,8 @@ class Unparsed:
     id: str | None
     #: the nested step lists that did parse, by their location in the document
     nested: list[tuple[Loc, list[Any]]] = field(default_factory=list)
+    #: the config built from the fields that did validate (unvalidated as a whole), if any
+    partial: StepConfig | None = None
 
     def children(self) -> list[tuple[str, list[Any]]]:
         return [(dotted(loc[-1:]), steps) for loc, steps in self.nested]
@@ -166,9 +168,27 @@ def parse_step(raw: Any, *, loc: Loc, problems: list[Problem]) -> Any:
         config = kind.config.model_validate(raw)
     except ValidationError as exc:
         problems.extend(problems_from_error(exc, root=kind.config, prefix=loc, docs=DOCS_STEPS))
-        return Unparsed(step_id, _nested_raw(kind.config, raw, loc, problems))
+        return Unparsed(step_id, _nested_raw(kind.config, raw, loc, problems),
+                        partial=_partial(kind.config, raw))
     _attach(config, loc, problems)
     return config
+
+
+def _partial(model: type[StepConfig], raw: dict) -> StepConfig:
+    """The fields of ``raw`` that validate on their own, as an (unvalidated) config, so that the
+    checker can still check their references when another field is wrong."""
+    good: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = field_key(name, info)
+        if key not in raw or field_marker(info) == "steps":
+            continue
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata \
+            else info.annotation
+        try:
+            good[name] = TypeAdapter(annotation).validate_python(raw[key])
+        except (ValidationError, ValueError, TypeError):
+            continue
+    return model.model_construct(**good)
 
 
 def _attach(model: BaseModel, loc: Loc, problems: list[Problem]) -> None:

@@ -83,8 +83,9 @@ class TouchPointChecker:
                                                 examples=self.catalogue.examples)
         self._duplicates(places)
         for place in places:
-            if isinstance(place.step, StepConfig):
-                self._fields(place.step, place.loc, earlier=place.earlier,
+            model = place.step.partial if isinstance(place.step, Unparsed) else place.step
+            if isinstance(model, BaseModel):
+                self._fields(model, place.loc, earlier=place.earlier,
                              context=self._context(place))
 
     def _duplicates(self, places: list[_Place]) -> None:

@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from email import policy
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
@@ -42,8 +43,8 @@ class MailSummary:
 class CaughtMessage:
     summary: MailSummary
     headers: list[tuple[str, str]]  # decoded, in order
-    text: str  # the text/plain part ("" if none)
-    html: str  # the text/html part ("" if none)
+    text: str  # the text/plain part, "\n" line ends ("" if none)
+    html: str  # the text/html part, "\n" line ends ("" if none)
     raw: bytes  # exactly as received
 
     def header(self, name: str) -> str | None:
@@ -56,9 +57,12 @@ def _parse(raw: bytes, *, headersonly: bool = False) -> EmailMessage:
 
 def _decoded(message: EmailMessage, name: str, raw: str) -> str:
     try:
+        if not raw.isascii():  # raw UTF-8 (SMTPUTF8) arrives as surrogate escapes
+            raw = raw.encode("ascii", "surrogateescape").decode("utf-8", "replace")
         value = str(message.policy.header_fetch_parse(name, raw))
-    except Exception:  # a malformed header from a foreign sender: keep it as it came
-        value = raw
+    except (MessageError, ValueError, TypeError, IndexError, AttributeError, LookupError):
+        # a malformed header from a foreign sender: keep it as it came
+        value = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return " ".join(value.split())
 
 
@@ -75,10 +79,10 @@ def _part_text(message: EmailMessage, subtype: str) -> str:
     if part is None or part.get_content_type() != f"text/{subtype}":
         return ""
     try:
-        return part.get_content()
+        text = part.get_content()
     except (LookupError, ValueError, AssertionError):  # unknown charset or broken encoding
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace")
+        text = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -160,7 +164,7 @@ class Mailbox:
             return 0
         count = 0
         for path in self.dir.iterdir():
-            if path.suffix in (".eml", ".json") and MAIL_ID.match(path.stem) or path.suffix == ".tmp":
+            if (path.suffix in (".eml", ".json") and MAIL_ID.match(path.stem)) or path.suffix == ".tmp":
                 count += path.suffix == ".eml"
                 path.unlink(missing_ok=True)
         return count

@@ -59,9 +59,9 @@ POLICY = MailPolicy(linesep="\r\n", cte_type="7bit", raise_on_defect=True)
 
 def header_text(value: object) -> str:
     """One line of text for a header: line breaks folded to spaces, other control characters
-    dropped."""
+    dropped, runs of white space made one space."""
     text = one_line(str(value)).replace("\t", " ")
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc").strip()
+    return " ".join("".join(ch for ch in text if unicodedata.category(ch) != "Cc").split())
 
 
 def _ascii_domain(domain: str) -> str:

@@ -11,12 +11,14 @@ Failures:
   with exponential backoff, then ``DeliveryError(permanent=False)``;
 * a 5xx reply to MAIL, RCPT or DATA is permanent: ``DeliveryError(permanent=True)`` at once
   (the caller records a bounce and suppresses the address);
-* a refused login, a missing STARTTLS or AUTH, or a certificate that does not verify is a
-  settings problem, not the recipient's: ``SmtpSetupError`` (temporary, not retried in the call).
+* a refused login, a missing STARTTLS or AUTH, a certificate that does not verify, or a 530,
+  534, 535 or 538 reply (login or TLS required) is a settings problem, not the recipient's:
+  ``SmtpSetupError`` (temporary, not retried in the call, never a bounce).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 import logging
@@ -28,8 +30,8 @@ from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import getaddresses, parseaddr
-from urllib.parse import parse_qsl, unquote, urlsplit
+from email.utils import getaddresses
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from flows.errors import DeliveryError, TouchpointsError
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 OPTIONS = {"starttls", "verify", "timeout"}
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+#: authentication and encryption replies (RFC 4954, RFC 3207): our settings, not the recipient
+SETUP_CODES = {530, 534, 535, 538}
 URL_HINT = "use smtp://host:port, smtp://user:pass@host:587?starttls=1 or smtps://user:pass@host:465"
 
 
@@ -116,7 +120,7 @@ class SmtpConfig:
     def describe(self) -> str:
         """The server for messages and logs: no password."""
         mode = "smtps" if self.implicit_tls else ("smtp+starttls" if self.starttls else "smtp")
-        user = f"{self.username}@" if self.username else ""
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
         return f"{mode}://{user}{self.host}:{self.port}"
 
     def tls_context(self) -> ssl.SSLContext:
@@ -132,6 +136,9 @@ def _text(reply: bytes | str) -> str:
 
 
 def _refusal(stage: str, code: int, reply: bytes | str) -> DeliveryError:
+    if code in SETUP_CODES:
+        return SmtpSetupError(f"{stage} refused: {code} {_text(reply)}", code=code,
+                              hint="the server wants a login or TLS first: check TOUCHPOINTS_SMTP_URL")
     permanent = 500 <= code < 600
     hint = ("the server will not take this message; the address is treated as bounced" if permanent
             else "the server asked us to try again later")
@@ -155,11 +162,22 @@ class _Envelope:
     utf8: bool
 
 
+def _addresses(message: EmailMessage, *names: str) -> list[str]:
+    found: list[str] = []
+    for name in names:
+        for header in message.get_all(name, []):
+            parsed = getattr(header, "addresses", None)  # registry headers are parsed already
+            if parsed is not None:
+                found += [a.addr_spec for a in parsed if a.username]
+            else:
+                found += [addr for _, addr in getaddresses([str(header)]) if addr]
+    return found
+
+
 def envelope_of(message: EmailMessage) -> _Envelope:
     """Envelope sender and recipients from the headers (Bcc is used, then left out of the data)."""
-    sender = parseaddr(str(message.get("Sender") or message.get("From") or ""))[1]
-    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
-    recipients = [addr for _, addr in getaddresses(fields) if addr]
+    sender = next(iter(_addresses(message, "Sender") or _addresses(message, "From")), "")
+    recipients = _addresses(message, "To", "Cc", "Bcc")
     if not sender or not recipients:
         raise ValueError("a message needs a From address and at least one recipient")
     utf8 = not all(a.isascii() for a in [sender, *recipients])
@@ -178,6 +196,23 @@ def _without_bcc(message: EmailMessage) -> EmailMessage:
     return clone
 
 
+def _login(client: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH as ``user``; smtplib handles ASCII credentials, UTF-8 ones (RFC 4616) go as PLAIN."""
+    if user.isascii() and password.isascii():
+        client.login(user, password)
+        return
+    client.ehlo_or_helo_if_needed()
+    if not client.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    if "PLAIN" not in client.esmtp_features["auth"].upper().split():
+        raise SmtpSetupError("the server offers no AUTH PLAIN, needed for a non-ASCII user or password",
+                             hint="use an ASCII user and password in TOUCHPOINTS_SMTP_URL")
+    token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+    code, reply = client.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 class SmtpSession:
     """One connection for many sends, reopened when the server closed it."""
 
@@ -190,6 +225,7 @@ class SmtpSession:
     def _open(self) -> smtplib.SMTP:
         cfg = self.config
         client: smtplib.SMTP | None = None
+        opened = False
         try:
             if cfg.implicit_tls:
                 client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=cfg.tls_context())
@@ -203,15 +239,17 @@ class SmtpSession:
                 client.starttls(context=cfg.tls_context())
                 client.ehlo()
             if cfg.username:
-                client.login(cfg.username, cfg.password or "")
-        except BaseException as exc:
-            if client is not None:
-                client.close()
+                _login(client, cfg.username, cfg.password or "")
+            opened = True
+        except (OSError, DeliveryError) as exc:  # smtplib and ssl errors are OSErrors
             raise self._connect_error(exc) from None
+        finally:
+            if not opened and client is not None:
+                client.close()
         log.debug("connected to %s", cfg.describe())
         return client
 
-    def _connect_error(self, exc: BaseException) -> BaseException:
+    def _connect_error(self, exc: Exception) -> Exception:
         where = self.config.describe()
         if isinstance(exc, DeliveryError):
             return exc
@@ -267,7 +305,8 @@ class SmtpSession:
                 self._abort(client, 421 if 421 in codes else codes[0])
                 code, reply = refused[env.recipients[0]]
                 error = _refusal(f"RCPT TO {env.recipients[0]}", code, reply)
-                error.permanent = all(500 <= c < 600 for c in codes)
+                if not isinstance(error, SmtpSetupError):
+                    error.permanent = all(500 <= c < 600 for c in codes)
                 raise error
             try:
                 code, reply = client.data(env.data)

@@ -122,6 +122,41 @@ class Supervisor:
                 if failures >= 12:
                     raise
 
+    def _wait_for_deployments(self, engine, runner: ChildProcess, timeout: float = 180) -> None:
+        """Ready means every touch point's deployment is registered: only then can events start
+        journeys."""
+        import asyncio
+
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        from flows.service.deployments import deployment_name
+
+        names = [deployment_name(tp.name) for tp in engine.config.touchpoints.values() if tp.enabled]
+
+        async def missing() -> list[str]:
+            async with get_client() as client:
+                absent = []
+                for name in names:
+                    try:
+                        await client.read_deployment_by_name(name)
+                    except ObjectNotFound:
+                        absent.append(name)
+                return absent
+
+        deadline = time.monotonic() + timeout
+        absent = names
+        while time.monotonic() < deadline:
+            if not runner.alive():
+                raise ServiceError("the runner stopped while registering the touch points",
+                                   hint=f"see {runner.log}:\n{runner.tail()}")
+            absent = asyncio.run(missing())
+            if not absent:
+                return
+            time.sleep(1)
+        raise ServiceError(f"the runner did not register {', '.join(absent)} in {timeout:.0f}s",
+                           hint=f"see {runner.log}")
+
     def _api_key(self, engine) -> str:
         from flows.keys import create_key
 
@@ -151,6 +186,7 @@ class Supervisor:
                               env=self._child_env(api), log=self.logs / "runner.log")
         runner.start()
         self.children.append(runner)
+        self._wait_for_deployments(engine, runner)
         web_url = self._start_web(engine)
         keeper = _Thread("housekeeping", lambda: self._housekeeping(engine))
         keeper.start()

@@ -10,7 +10,6 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from flows.web import pages, preferences
@@ -58,10 +57,10 @@ def create_app(engine, dispatcher) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
         api = []
-        for route in app.routes:
-            if (isinstance(route, APIRoute) and route.include_in_schema and "GET" in route.methods
-                    and "{" not in route.path):
-                api.append({"path": route.path, "summary": route.summary or route.name})
+        for path, operations in sorted(app.openapi().get("paths", {}).items()):
+            get = operations.get("get")
+            if get is not None and "{" not in path:
+                api.append({"path": path, "summary": get.get("summary", "")})
         return pages.render(request, "home.html",
                             {"mail": engine.settings.embedded_mail, "api": api})
 

@@ -148,7 +148,7 @@ def test_the_tolerance_is_configurable(client, app, engine):
 def test_a_timestamp_that_is_not_unix_seconds_is_refused_with_401(client, engine, timestamp):
     _, key, secret = make_key(engine, "monitoring", hmac=True)
     body = _body()
-    headers = {"X-API-Key": key, "X-Touchpoints-Timestamp": timestamp,
+    headers = {"X-API-Key": key, "X-Touchpoints-Timestamp": timestamp.encode(),  # raw UTF-8
                "X-Touchpoints-Signature": sign(secret, timestamp, body)}
     assert client.post("/api/events", content=body, headers=headers).status_code == 401
 

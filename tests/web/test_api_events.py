@@ -229,14 +229,14 @@ def test_a_body_that_is_not_a_json_object_is_a_422(client, engine, launcher, key
 
 
 @pytest.mark.parametrize("data, field", [
-    ({"n": 2 ** 64}, "data.n"),
-    ({"n": 1e400}, "data.n"),
-    ({"s": "a\x00b"}, "data.s"),
-    ({"deep": json.loads("[" * 40 + "]" * 40)}, "data.deep"),
+    ('{"n": 18446744073709551616}', "data.n"),
+    ('{"n": 1e400}', "data.n"),  # Python reads it as inf
+    ('{"s": "a\\u0000b"}', "data.s"),
+    ('{"deep": ' + "[" * 40 + "]" * 40 + "}", "data.deep"),
 ])
 def test_data_the_store_cannot_hold_is_a_422_naming_the_field(client, engine, launcher, key,
                                                                data, field):
-    body = json.dumps(event_body(data=data)).encode()
+    body = f'{{"id": "crm-1", "type": "contract.signed", "data": {data}}}'.encode()
     error = _refused(client, engine, launcher, key, body, 422)
     assert error["fields"][0]["field"].startswith(field)
 

@@ -77,11 +77,11 @@ def test_a_customer_answers_the_survey_on_a_phone(server, browser, engine, launc
     assert page.title().startswith("One quick question")
     assert page.locator("fieldset legend").inner_text().startswith("How likely")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     page.get_by_label("9", exact=True).check()
     page.get_by_label("Anything you'd like to tell us?").fill("Quick, tidy install.")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
     page.get_by_role("button", name="Send my answer").click()
 
     page.wait_for_url("**/thanks")

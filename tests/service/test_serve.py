@@ -1,0 +1,107 @@
+"""`touchpoints serve` end to end: events through the API become served Prefect runs that send
+real mail; waits are scheduled flow runs; a detractor's answer on the survey page takes the
+recovery branch; an overdue task is escalated once per level; and after a SIGKILL and a
+restart every waiting journey still fires and nothing is sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SURVEY_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_\-\.]+)")
+
+
+def to(address: str):
+    return lambda m: address in m["to"]
+
+
+def subject(text: str):
+    return lambda m: text in m["subject"]
+
+
+def both(*predicates):
+    return lambda m: all(p(m) for p in predicates)
+
+
+def flow_runs(service, name_prefix: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+
+    async def read():
+        async with PrefectClient(f"{service.info['prefect_url']}/api") as client:
+            return [r for r in await client.read_flow_runs(limit=200) if r.name.startswith(name_prefix)]
+
+    return asyncio.run(read())
+
+
+def answer_survey(url: str, score: int, comment: str, origin: str) -> httpx.Response:
+    with httpx.Client(timeout=30, follow_redirects=True) as client:
+        page = client.get(url)
+        assert page.status_code == 200
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        return client.post(url, data={"score": str(score), "comment": comment, "csrf_token": token},
+                           headers={"Origin": origin})
+
+
+def test_an_event_posted_to_the_api_sends_mail_through_a_served_deployment(service):
+    answer = service.post_event("ping", "T-1")
+
+    assert answer["started"] == ["ping"]
+    first = service.wait_for_mail(both(to("ada@example.com"), subject("First hello")))
+    assert "Ada" in first[0]["text"]
+
+
+def test_a_wait_is_a_scheduled_flow_run_that_fires_on_time(service):
+    service.wait_for_mail(both(to("ada@example.com"), subject("First hello")))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not flow_runs(service, "T-1 · pause"):
+        time.sleep(1)
+    assert flow_runs(service, "T-1 · pause"), "the wait did not become a scheduled flow run"
+
+    service.wait_for_mail(both(to("ada@example.com"), subject("Second hello")), timeout=120)
+
+
+def test_a_detractor_answer_on_the_survey_page_takes_the_recovery_branch(service):
+    survey = service.wait_for_mail(both(to("ada@example.com"), subject("One question")), timeout=120)
+    url = SURVEY_LINK.search(survey[0]["text"]).group(1)
+
+    response = answer_survey(url, 3, "Slow to fix my line", service.web)
+
+    assert response.status_code == 200
+    handoff = service.wait_for_mail(both(to("care@isp.example"), subject("Call Ada Lovelace back (scored 3)")),
+                                    timeout=90)
+    assert "Slow to fix my line" in handoff[0]["text"]
+
+
+def test_an_overdue_task_is_escalated_once_per_level(service):
+    service.wait_for_mail(to("care@isp.example"), timeout=120)
+    service.wait_for_mail(to("care-lead@isp.example"), timeout=60)
+    service.wait_for_mail(to("care-director@isp.example"), timeout=60)
+    time.sleep(12)  # two more housekeeping ticks: no level may be escalated twice
+
+    assert len([m for m in service.mail() if "care-lead@isp.example" in m["to"]]) == 1
+    assert len([m for m in service.mail() if "care-director@isp.example" in m["to"]]) == 1
+
+
+def test_after_a_sigkill_and_a_restart_waiting_journeys_fire_and_nothing_is_sent_twice(service):
+    service.post_event("ping", "T-2", event_id="restart-1")
+    service.wait_for_mail(both(to("grace@example.com"), subject("First hello")))
+    sent_at = time.monotonic()
+
+    service.kill()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{service.web}/healthz", timeout=2)
+    time.sleep(max(0.0, 25 - (time.monotonic() - sent_at)))  # the 20 s wait falls due while down
+    service.start()
+
+    service.wait_for_mail(both(to("grace@example.com"), subject("Second hello")), timeout=150)
+    mail = [m for m in service.mail() if "grace@example.com" in m["to"]]
+    assert len([m for m in mail if "First hello" in m["subject"]]) == 1
+    assert len([m for m in mail if "Second hello" in m["subject"]]) == 1
+    again = service.post_event("ping", "T-2", event_id="restart-1")
+    assert again["duplicate"] is True
