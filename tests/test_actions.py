@@ -231,10 +231,12 @@ def cli(engine, dispatcher, monkeypatch):
     from typer.testing import CliRunner
 
     from flows.cli import _register_all, app
+    from flows.cli import prefs as prefs_cli
     from flows.cli import tasks as tasks_cli
 
     monkeypatch.setattr(tasks_cli, "_engine", lambda: engine)
     monkeypatch.setattr(tasks_cli, "_dispatcher", lambda _engine: dispatcher)
+    monkeypatch.setattr(prefs_cli, "_engine", lambda: engine)
     monkeypatch.setenv("COLUMNS", "200")
     _register_all()
     runner = CliRunner()
@@ -383,3 +385,14 @@ def test_tasks_escalate_from_the_cli(mail_engine, smtp_server, monkeypatch):
     assert f"{task_id} (install): level 1 to install-lead@northwind.example: sent" in result.stdout
     assert CliRunner().invoke(app, ["tasks", "escalate"]).stdout.strip() == "nothing to escalate"
     assert audit_rows(mail_engine, "task.escalated")[0].actor.startswith("cli:")
+
+
+def test_prefs_set_and_link_from_the_cli(cli, engine, customer):
+    off = cli("prefs", "set", customer, "surveys", "--off")
+    assert off.exit_code == 0 and "now unsubscribed from surveys" in off.stdout
+    assert get(engine, Preference, (customer, "surveys")).subscribed is False
+    assert "already unsubscribed" in cli("prefs", "set", customer, "surveys", "--off").stdout
+    with pytest.raises(actions.TouchpointsError, match="cannot be turned off"):
+        cli("prefs", "set", customer, "outage", "--off")
+    link = cli("prefs", "link", customer).stdout.strip()
+    assert engine.signer.verify("preferences", link.rsplit("/", 1)[1]) == {"customer": customer}

@@ -17,8 +17,9 @@ from flows.store.tables import ApiKey, AuditRow
 
 
 @pytest.fixture
-def session(sqlite_store):
-    with sqlite_store.session() as session:
+def session(store):
+    """A session on SQLite and on PostgreSQL (the ``store`` fixture runs each test on both)."""
+    with store.session() as session:
         yield session
 
 

@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     configure(get_settings())
     _register_all()
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode, click *returns* the code of a typer.Exit instead of exiting
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except TouchpointsError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
         if exc.hint:

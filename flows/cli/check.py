@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ class Format(str, Enum):
 
 
 def check_command(
-    file: Annotated[Optional[Path], typer.Option(
+    file: Annotated[Path | None, typer.Option(
         "--file", "-f", help="The touch-point file (default: TOUCHPOINTS_CONFIG_FILE, "
                              "else touchpoints.yaml).")] = None,
     output: Annotated[Format, typer.Option("--format", help="text, or json for tools.")] =
@@ -48,7 +48,7 @@ def check_command(
 
 
 def schema_command(
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to this file (e.g. touchpoints.schema.json) instead of "
                                "standard output.")] = None,
 ) -> None:

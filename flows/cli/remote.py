@@ -226,8 +226,10 @@ def register(app: typer.Typer) -> None:
                                                      help="With --customer: only this touch point."),
                reason: str = typer.Option(..., "--reason", help="Why, for the audit log."),
                as_json: bool = typer.Option(False, "--json")) -> None:
-        """Cancel a journey, or every active journey of a customer: nothing more is sent,
-        scheduled resumes and open tasks are cancelled."""
+        """Cancel a journey, or every active journey of a customer.
+
+        Nothing more is sent; its scheduled resumes and open tasks are cancelled and its holds
+        lifted. From a segment journey (an outage) only the customer is taken out."""
         from flows.engine.cancel import cancel_for_customer, cancel_journey
         from flows.engine.core import current_engine
 

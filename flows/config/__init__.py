@@ -8,16 +8,52 @@
 
 from flows.config.checker import CheckResult, check, check_file, check_text, load_config
 from flows.config.diagnostics import Diagnostic
-from flows.config.models import (ENGINE_EVENTS, Category, ConfigFile, Defaults, EscalationLevel,
-                                 EventType, SendWindow, Team, TouchPoint, iter_steps)
+from flows.config.models import (
+                                 ENGINE_EVENTS,
+                                 Category,
+                                 ConfigFile,
+                                 Defaults,
+                                 EscalationLevel,
+                                 EventType,
+                                 SendWindow,
+                                 Team,
+                                 TouchPoint,
+                                 iter_steps,
+)
 from flows.config.schema import build_schema
-from flows.config.triggers import (CountTrigger, DateTrigger, Entry, EventTrigger,
-                                   InactivityTrigger, ScheduleTrigger, Segment)
+from flows.config.triggers import (
+                                 CountTrigger,
+                                 DateTrigger,
+                                 Entry,
+                                 EventTrigger,
+                                 InactivityTrigger,
+                                 ScheduleTrigger,
+                                 Segment,
+)
 
 __all__ = [
-    "check", "check_file", "check_text", "load_config", "CheckResult", "Diagnostic",
-    "build_schema", "ConfigFile", "Defaults", "SendWindow", "Category", "Team",
-    "EscalationLevel", "EventType", "TouchPoint", "Entry", "Segment", "EventTrigger",
-    "DateTrigger", "ScheduleTrigger", "InactivityTrigger", "CountTrigger", "ENGINE_EVENTS",
-    "iter_steps",
+                                 "ENGINE_EVENTS",
+                                 "Category",
+                                 "CheckResult",
+                                 "ConfigFile",
+                                 "CountTrigger",
+                                 "DateTrigger",
+                                 "Defaults",
+                                 "Diagnostic",
+                                 "Entry",
+                                 "EscalationLevel",
+                                 "EventTrigger",
+                                 "EventType",
+                                 "InactivityTrigger",
+                                 "ScheduleTrigger",
+                                 "Segment",
+                                 "SendWindow",
+                                 "Team",
+                                 "TouchPoint",
+                                 "build_schema",
+                                 "check",
+                                 "check_file",
+                                 "check_text",
+                                 "iter_steps",
+                                 "load_config",
 ]

@@ -15,8 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
-from flows.config.models import (DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry,
-                                 TouchPoint)
+from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
 from flows.config.references import Catalogue, TouchPointChecker
 from flows.config.samples import company_sample
@@ -24,6 +23,7 @@ from flows.config.triggers import Audience, Trigger
 from flows.config.validation import problems_from_error
 from flows.config.yamlload import load_yaml
 from flows.errors import ConfigError
+from flows.templating import Renderer
 
 _TRIGGER = TypeAdapter(Trigger)
 _AUDIENCE = TypeAdapter(Audience)
@@ -78,7 +78,7 @@ def check_text(text: str, *, file: str, templates_dir: Path) -> CheckResult:
         else:
             try:
                 config = _Checker(doc.data, templates_dir=templates_dir, problems=problems).run()
-            except Exception as exc:  # a bug must not hide the other diagnostics as a traceback
+            except Exception as exc:  # noqa: BLE001 - a bug must show as a diagnostic, not a traceback
                 problems.append(Problem((), f"internal error while checking: "
                                             f"{type(exc).__name__}: {exc}",
                                         hint="please report this with the file"))
@@ -119,8 +119,7 @@ class _Checker:
             if not isinstance(raw, dict):
                 continue
             trigger, audience, entry = self._pieces(config, name, raw)
-            TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems,
-                              templates_dir=self.templates_dir).run(
+            TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems).run(
                 trigger=trigger, audience=audience, entry=entry,
                 steps=self.steps.get(name, []))
         if config is None or self.problems:
@@ -157,7 +156,8 @@ class _Checker:
             Defaults.model_validate, self.data.get("defaults"))
         return Catalogue(teams=set(self._section("teams")),
                          categories=set(self._section("categories")),
-                         examples=examples, company=company_sample(defaults))
+                         examples=examples, company=company_sample(defaults),
+                         renderer=Renderer(self.templates_dir))
 
     def _pieces(self, config: ConfigFile | None, name: Any, raw: dict) -> tuple[Any, Any, Any]:
         """The trigger, audience and entry of a touch point, each None if it did not parse."""

@@ -9,29 +9,65 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PrivateAttr,
-                      ValidationError, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.config.diagnostics import did_you_mean, one_of
 from flows.config.parsing import parse_steps
-from flows.config.triggers import (Audience, CountTrigger, DateTrigger, Entry, EventTrigger,
-                                   InactivityTrigger, LocalTime, ScheduleTrigger, Segment, Trigger)
-from flows.durations import Duration, format_duration, parse_duration
+from flows.config.triggers import (
+    Audience,
+    CountTrigger,
+    DateTrigger,
+    Entry,
+    EventTrigger,
+    InactivityTrigger,
+    LocalTime,
+    ScheduleTrigger,
+    Segment,
+    Trigger,
+)
+from flows.durations import Duration
 from flows.errors import NotFoundError
 from flows.steps.base import Marker, StepConfig
 
 __all__ = [
-    "ConfigFile", "Defaults", "SendWindow", "Category", "Team", "EscalationLevel", "EventType",
-    "TouchPoint", "Entry", "Segment", "EventTrigger", "DateTrigger", "ScheduleTrigger",
-    "InactivityTrigger", "CountTrigger", "Trigger", "Audience", "LocalTime", "ENGINE_EVENTS",
-    "iter_steps", "DEFER_STEPS",
+    "DEFER_STEPS",
+    "ENGINE_EVENTS",
+    "Audience",
+    "Category",
+    "ConfigFile",
+    "CountTrigger",
+    "DateTrigger",
+    "Defaults",
+    "Entry",
+    "EscalationLevel",
+    "EventTrigger",
+    "EventType",
+    "InactivityTrigger",
+    "LocalTime",
+    "ScheduleTrigger",
+    "Segment",
+    "SendWindow",
+    "Team",
+    "TouchPoint",
+    "Trigger",
+    "iter_steps",
 ]
 
 #: validation context flag: leave ``steps`` empty (the checker parses them itself, leniently)
@@ -71,22 +107,10 @@ def _zone(value: Any) -> str:
     return value
 
 
-def _delay(value: Any) -> timedelta:
-    """A duration that may be zero (``0h``: as soon as a task is overdue)."""
-    if isinstance(value, str) and re.fullmatch(r"\s*(0+\s*[wdhms]\s*)+", value):
-        return timedelta(0)
-    return parse_duration(value)
-
-
 Mailbox = Annotated[str, BeforeValidator(_mailbox),
                     WithJsonSchema({"type": "string", "description": "Name <address> or address."})]
 TimeZoneName = Annotated[str, BeforeValidator(_zone),
                          WithJsonSchema({"type": "string", "description": "An IANA timezone."})]
-Delay = Annotated[timedelta, BeforeValidator(_delay),
-                  PlainSerializer(format_duration, return_type=str),
-                  WithJsonSchema({"type": "string", "pattern": r"^(\d+\s*[wdhms]\s*)+$",
-                                  "description": "A duration (0h allowed).", "examples": ["1d"]})]
-
 
 class SendWindow(BaseModel):
     """When non-transactional mail may go out, in the customer's own timezone."""
@@ -97,7 +121,7 @@ class SendWindow(BaseModel):
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SendWindow":
+    def _ordered(self) -> SendWindow:
         if self.end <= self.start:
             raise ValueError(f"the send window ends ({self.end:%H:%M}) before it starts "
                              f"({self.start:%H:%M})")
@@ -122,7 +146,7 @@ class SendWindow(BaseModel):
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 class Defaults(BaseModel):
@@ -153,7 +177,7 @@ class Category(BaseModel):
 
 class EscalationLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    after: Delay = Field(description="How long after the task fell overdue.")
+    after: Duration = Field(description="How long after the task fell overdue (0h: at once).")
     to: EmailAddress
 
 
@@ -236,7 +260,7 @@ class TouchPoint(BaseModel):
         return parsed
 
     @model_validator(mode="after")
-    def _default_entry_rule(self) -> "TouchPoint":
+    def _default_entry_rule(self) -> TouchPoint:
         if self.entry.rule is None:
             rule = "once_per_cycle" if self.audience == "customer" else "every_time"
             self.entry = self.entry.model_copy(update={"rule": rule})
@@ -257,7 +281,7 @@ class ConfigFile(BaseModel):
     touchpoints: dict[Name, TouchPoint] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _name_touchpoints(self) -> "ConfigFile":
+    def _name_touchpoints(self) -> ConfigFile:
         for name, touchpoint in self.touchpoints.items():
             touchpoint._name = name
         return self

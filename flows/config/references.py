@@ -11,19 +11,32 @@ import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from pydantic import BaseModel
 
-from flows.config.diagnostics import DOCS_GUIDE, DOCS_STEPS, Loc, Problem, did_you_mean, dotted, one_of
+from flows.config.diagnostics import (
+    DOCS_GUIDE,
+    DOCS_STEPS,
+    Loc,
+    Problem,
+    did_you_mean,
+    dotted,
+    one_of,
+)
 from flows.config.parsing import Unparsed, iter_marked, step_lists
 from flows.config.samples import sample_context, sample_trigger
 from flows.errors import ExpressionError
 from flows.steps.base import StepConfig
-from flows.templating import (HTML_SUFFIX, TEXT_SUFFIX, Renderer, compile_expression,
-                              make_environment, step_references, template_source_references)
+from flows.templating import (
+    HTML_SUFFIX,
+    TEXT_SUFFIX,
+    Renderer,
+    compile_expression,
+    step_references,
+    template_source_references,
+)
 
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 _NAMES_HINT = ("the names you can use are in docs/getting-started.md (section 3); trigger.data "
@@ -38,6 +51,7 @@ class Catalogue:
     categories: set[Any]
     examples: dict[str, dict[str, Any]]   # event type → example data
     company: dict[str, Any]
+    renderer: Renderer                    # the templates/ folder (compiled templates cached)
 
 
 @dataclass
@@ -50,17 +64,17 @@ class _Place:
 
 
 class TouchPointChecker:
-    def __init__(self, *, name: Any, catalogue: Catalogue, problems: list[Problem],
-                 templates_dir: Path) -> None:
+    def __init__(self, *, name: Any, catalogue: Catalogue, problems: list[Problem]) -> None:
         self.name = name
         self.loc: Loc = ("touchpoints", name)
         self.catalogue = catalogue
         self.problems = problems
-        self.templates_dir = templates_dir
-        self.env = make_environment(templates_dir)
-        self.renderer = Renderer(templates_dir)
+        self.renderer = catalogue.renderer
+        self.templates_dir = catalogue.renderer.templates_dir
+        self.env = catalogue.renderer.env
         self.trigger_event: dict[str, Any] | None = None
         self.all_ids: set[str] = set()
+        self.current: str | None = None   # the id of the step being checked
 
     def _add(self, loc: Loc, message: str, hint: str | None = None) -> None:
         docs = DOCS_STEPS if "steps" in loc[2:] else DOCS_GUIDE
@@ -84,6 +98,7 @@ class TouchPointChecker:
         self._duplicates(places)
         for place in places:
             model = place.step.partial if isinstance(place.step, Unparsed) else place.step
+            self.current = place.step.id
             if isinstance(model, BaseModel):
                 self._fields(model, place.loc, earlier=place.earlier,
                              context=self._context(place))
@@ -110,7 +125,7 @@ class TouchPointChecker:
         for step_id, step in place.earlier:
             try:
                 results[step_id] = step.sample_result(self.catalogue.examples)
-            except Exception:  # a plugin's sample_result must not break the check
+            except Exception:  # noqa: BLE001 - a plugin's sample_result must not break the check
                 results[step_id] = {}
         return sample_context(company=self.catalogue.company, trigger=self.trigger_event,
                               touchpoint=str(self.name), results=results)
@@ -164,9 +179,11 @@ class TouchPointChecker:
         return ok
 
     def _not_earlier(self, loc: Loc, ref: str, ids: list[str], message: str) -> None:
-        if ref in self.all_ids:
-            hint = (f"{ref!r} runs later, or in another branch arm, so its result is not "
-                    f"there yet")
+        if ref == self.current:
+            hint = "a step cannot use its own result; refer to a step before it"
+        elif ref in self.all_ids:
+            hint = (f"{ref!r} runs later, or inside a branch arm that is not on the way here, "
+                    f"so its result is not there yet")
         else:
             hint = did_you_mean(ref, ids, fallback=f"no step in this touch point has the id "
                                                    f"{ref!r}")
@@ -235,7 +252,8 @@ class TouchPointChecker:
             self._add(loc, f"{label or 'the text'} includes {exc.name}, which does not exist")
         except UndefinedError as exc:
             self._add(loc, f"{_where(label, exc)}{exc.message}", hint=_NAMES_HINT)
-        except Exception as exc:  # filters raise TypeError, ValueError, SecurityError...
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
+                AttributeError, OverflowError) as exc:  # filters fail on sample data in many ways
             self._add(loc, f"{_where(label, exc)}fails with the sample data: "
                            f"{type(exc).__name__}: {exc}", hint=_NAMES_HINT)
 
@@ -257,7 +275,7 @@ def _message_extra(model: BaseModel, name: str) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     try:
         specs = model.messages() if isinstance(model, StepConfig) else []
-    except Exception:
+    except Exception:  # noqa: BLE001 - a plugin's messages() (or a partial config) may fail
         specs = []
     for spec in specs:
         if spec.template == name:

@@ -16,12 +16,12 @@ the synthetic event the engine builds for them:
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flows.steps.base import CustomerView
 
-NOW = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 OCCURRED = "2026-01-01T09:00:00+00:00"
 
 SAMPLE_CUSTOMER = CustomerView(

@@ -13,11 +13,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from cronsim import CronSim, CronSimError
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainSerializer,
-                      Tag, WithJsonSchema, field_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+)
 
 from flows.durations import Duration, RelativeTimeField
 from flows.steps.base import EventRef, Expression
@@ -147,13 +156,7 @@ def trigger_form(value: Any) -> str | None:
 
 
 Trigger = Annotated[
-    Union[
-        Annotated[EventTrigger, Tag("event")],
-        Annotated[DateTrigger, Tag("date")],
-        Annotated[ScheduleTrigger, Tag("schedule")],
-        Annotated[InactivityTrigger, Tag("inactivity")],
-        Annotated[CountTrigger, Tag("count")],
-    ],
+    Annotated[EventTrigger, Tag("event")] | Annotated[DateTrigger, Tag("date")] | Annotated[ScheduleTrigger, Tag("schedule")] | Annotated[InactivityTrigger, Tag("inactivity")] | Annotated[CountTrigger, Tag("count")],
     Discriminator(
         trigger_form, custom_error_type="trigger_form",
         custom_error_message="a trigger has exactly one form: event, date, schedule, inactivity "
@@ -177,7 +180,7 @@ def _audience_form(value: Any) -> str | None:
 
 
 Audience = Annotated[
-    Union[Annotated[Literal["customer"], Tag("customer")], Annotated[Segment, Tag("segment")]],
+    Annotated[Literal["customer"], Tag("customer")] | Annotated[Segment, Tag("segment")],
     Discriminator(_audience_form, custom_error_type="audience_form",
                   custom_error_message="audience is 'customer' or {segment: <expression>}"),
 ]

@@ -114,10 +114,13 @@ _EXPECTED = re.compile(r"'([^']*)'")
 def problems_from_error(exc: ValidationError, *, root: Any, prefix: Loc = (),
                         docs: str | None = None) -> list[Problem]:
     """One problem per pydantic error, located in the YAML document under ``prefix``."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        problems.append(_problem(error, root=root, prefix=prefix, docs=docs))
-    return problems
+    problems = [_problem(error, root=root, prefix=prefix, docs=docs)
+                for error in exc.errors(include_url=False)]
+    # a misspelt key also leaves its field missing: say it once, at the misspelling
+    misspelt = {(p.loc[:-1], p.hint) for p in problems if p.message.startswith("unknown field")}
+    return [p for p in problems
+            if not (p.message.startswith("missing required field")
+                    and (p.loc, f"did you mean {p.message.rsplit(' ', 1)[-1]}?") in misspelt)]
 
 
 def _problem(error: dict[str, Any], *, root: Any, prefix: Loc, docs: str | None) -> Problem:

@@ -130,9 +130,11 @@ class Deliverer:
                 return self._finish(ctx, row, member, status="deferred",
                                     reason=f"outside the send window in {member.customer.timezone}",
                                     action="email.deferred", until=until)
-        transactional = category == INTERNAL or ctx.config.categories[category].transactional
+        # staff and team mail never carries an unsubscribe link: only customers consent
+        transactional = (category == INTERNAL or not to_customer
+                         or ctx.config.categories[category].transactional)
         unsubscribe = preferences = None
-        if to_customer and not transactional:
+        if not transactional:
             unsubscribe = ctx.link("unsubscribe", customer=member.customer.id, category=category)
             preferences = ctx.link("preferences", customer=member.customer.id)
         try:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from flows import clock
 from flows.engine.context import build_context
 from flows.engine.journeys import continuation_id
+from flows.engine.matching import answered_results, event_dict, matches
 from flows.errors import NotFoundError, TouchpointsError
 from flows.store.tables import Continuation, Customer, Event, Journey, Member
 from flows.templating import evaluate
@@ -38,11 +39,6 @@ class EmitResult:
     def as_dict(self) -> dict:
         return {"event_id": self.event_id, "duplicate": self.duplicate, "started": self.started,
                 "resumed": self.resumed, "skipped": self.skipped}
-
-
-def event_dict(row: Event) -> dict:
-    return {"id": row.id, "type": row.type, "customer_id": row.customer_id, "data": row.data or {},
-            "occurred_at": row.occurred_at.isoformat()}
 
 
 def _label(touchpoint, event: dict, customer_id: str | None) -> str:
@@ -86,8 +82,11 @@ class Dispatcher:
         with self.engine.store.session() as session:
             existing = session.get(Event, event_id)
             if existing is not None:
-                result = EmitResult(event_id=event_id, duplicate=True)
                 previous = existing.result or {}
+                if existing.status == "received" and previous.get("plan"):
+                    # stored, but launching failed last time: finish the job now
+                    return self._launch(event_id, previous["plan"], duplicate=True)
+                result = EmitResult(event_id=event_id, duplicate=True)
                 result.started, result.resumed = previous.get("started", []), previous.get("resumed", [])
                 return result
             if customer_id is not None and session.get(Customer, customer_id) is None:
@@ -106,9 +105,17 @@ class Dispatcher:
                 session.get(Customer, customer_id).last_contact_at = now
             wakes = self._wake(session, event, now)
             starts, skipped = self._starts(session, event, now)
+            plan = {"starts": starts, "wakes": wakes, "skipped": skipped}
             row.result = {"started": [s["touchpoint"] for s in starts],
-                          "resumed": [w["journey_id"] for w in wakes]}
-        result = EmitResult(event_id=event_id, skipped=skipped)
+                          "resumed": [w["journey_id"] for w in wakes], "plan": plan}
+        return self._launch(event_id, plan)
+
+    def _launch(self, event_id: str, plan: dict, *, duplicate: bool = False) -> EmitResult:
+        """Start and resume what a stored event asked for, then mark it dispatched. Safe to
+        repeat: starts are guarded by entry rules (and run idempotency keys in the service),
+        resumes only claim members that are still due."""
+        starts, wakes = plan.get("starts", []), plan.get("wakes", [])
+        result = EmitResult(event_id=event_id, duplicate=duplicate, skipped=plan.get("skipped", []))
         for wake in wakes:
             self.launcher.resume(wake["touchpoint"], journey_id=wake["journey_id"],
                                  pointer=wake["pointer"], mode="after", label=wake["label"],
@@ -128,18 +135,16 @@ class Dispatcher:
         query = select(Member).where(Member.status == "waiting", Member.waiting_for == event["type"])
         if event.get("customer_id"):
             query = query.where(Member.customer_id == event["customer_id"])
-        data = event.get("data") or {}
         woken: dict[tuple[str, str], dict] = {}
         journeys: dict[str, Journey] = {}
         for member in session.scalars(query.order_by(Member.id).execution_options(yield_per=500)):
             journey = journeys.get(member.journey_id) or session.get(Journey, member.journey_id)
             journeys[member.journey_id] = journey
-            if not self._matches(session, member, journey, event):
+            if not matches(session, self.engine.config, match=member.match,
+                           customer_id=member.customer_id, results=member.results or {},
+                           journey=journey, event=event):
                 continue
-            results = dict(member.results or {})
-            results[member.pointer] = {"outcome": "event", "event": event}
-            if data.get("journey_id") == journey.id and data.get("step_id") and isinstance(data.get("result"), dict):
-                results[data["step_id"]] = {**results.get(data["step_id"], {}), **data["result"]}
+            results = answered_results(member.results or {}, member.pointer, journey.id, event)
             member.results, member.due_at, member.updated_at = results, now, now
             key = (journey.id, member.pointer)
             if key not in woken:
@@ -155,25 +160,6 @@ class Dispatcher:
                               "continuation": cid}
         session.flush()
         return list(woken.values())
-
-    def _matches(self, session, member: Member, journey: Journey, event: dict) -> bool:
-        data = event.get("data") or {}
-        if member.match:
-            from flows.store.customers import to_view
-
-            customer = to_view(session.get(Customer, member.customer_id))
-            ctx = build_context(config=self.engine.config, customer=customer, event=event,
-                                trigger=journey.trigger, results=member.results,
-                                journey_id=journey.id, touchpoint=journey.touchpoint, now=clock.now())
-            try:
-                return bool(evaluate(member.match, ctx))
-            except TouchpointsError:
-                return False
-        if event.get("customer_id") and event["customer_id"] != member.customer_id:
-            return False
-        if data.get("journey_id") and data["journey_id"] != journey.id:
-            return False
-        return bool(event.get("customer_id") or data.get("journey_id"))
 
     # ------------------------------------------------------------------ starting touch points
     def _starts(self, session, event: dict, now: datetime) -> tuple[list[dict], list[dict]]:
@@ -229,6 +215,20 @@ class Dispatcher:
                 "data": {"category": group, "count": len(rows),
                          "history": [{"id": r.id, "occurred_at": r.occurred_at.isoformat(),
                                       "data": r.data or {}} for r in rows]}}
+
+    def redispatch_stuck(self, *, older_than: timedelta = timedelta(seconds=60)) -> int:
+        """Launch events that were stored but never dispatched (the launcher failed)."""
+        cutoff = clock.now() - older_than
+        with self.engine.store.session() as session:
+            stuck = [(row.id, (row.result or {}).get("plan")) for row in session.scalars(
+                select(Event).where(Event.status == "received", Event.received_at <= cutoff)
+                .order_by(Event.received_at).limit(100))]
+        count = 0
+        for event_id, plan in stuck:
+            if plan:
+                self._launch(event_id, plan, duplicate=True)
+                count += 1
+        return count
 
     # ------------------------------------------------------------------ due continuations
     def resume_due(self, *, now: datetime | None = None) -> list[dict]:

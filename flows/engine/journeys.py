@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flows.engine.audience import entry_key, iter_segment
+from flows.engine.matching import answered_results, arrived_already
 from flows.steps import get as get_kind
 from flows.steps.base import Defer, Exit, Member as MemberView, Next, Route, Wait, WaitFor
 from flows.store.tables import Continuation, Customer, Journey, Member
@@ -196,6 +197,14 @@ class JourneyOps:
                       reason=f"resumes {outcome.until.isoformat()}")
             return
         if isinstance(outcome, WaitFor):
+            early = arrived_already(session, self.engine.config, journey=journey,
+                                    customer_id=row.customer_id, results=results,
+                                    event_type=outcome.event, match=outcome.match)
+            if early is not None:  # it came before the member got here: carry straight on
+                row.results = answered_results(results, step.id, journey.id, early)
+                ctx.audit("journey.event", customer_id=row.customer_id, result="matched",
+                          reason=f"{outcome.event} {early['id']} had already arrived")
+                return
             park(session, journey=journey, member=row, pointer=step.id, mode="after",
                  due=outcome.timeout_at, kind="timeout", label=label)
             row.waiting_for, row.match = outcome.event, outcome.match

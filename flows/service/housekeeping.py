@@ -27,7 +27,10 @@ class Housekeeper:
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
         now = now or clock.now()
-        done = {"scheduled": schedule_pending(self.engine, self.launcher),
+        from flows.engine.dispatch import Dispatcher
+
+        done = {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
+                "scheduled": schedule_pending(self.engine, self.launcher),
                 "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
                 "escalated": self.escalations(now)}
         return done

@@ -158,11 +158,24 @@ class Supervisor:
                            hint=f"see {runner.log}")
 
     def _api_key(self, engine) -> str:
+        """A key for local commands (`touchpoints emit`), kept in serve.json, revoked on stop."""
         from flows.keys import create_key
 
         with engine.store.session() as session:
-            _, key, _ = create_key(session, f"serve-{os.getpid()}", actor="system")
+            self._key_id, key, _ = create_key(session, f"serve-{os.getpid()}", actor="system")
         return key
+
+    def _revoke_key(self) -> None:
+        if not getattr(self, "_key_id", None):
+            return
+        from flows.engine.core import current_engine
+        from flows.keys import revoke_key
+
+        try:
+            with current_engine().store.session() as session:
+                revoke_key(session, self._key_id, actor="system", reason="serve stopped")
+        except Exception as exc:  # stopping must not fail over a key
+            log.warning("could not revoke the serve key %s: %s", self._key_id, exc)
 
     def start(self) -> ServiceState:
         from flows.cli.remote import ServiceInfo, find_service, write_service_info
@@ -238,4 +251,5 @@ class Supervisor:
             self.catcher.stop()
         for thread in self.threads:
             thread.join(timeout=10)
+        self._revoke_key()
         remove_service_info(self.settings, os.getpid())

@@ -395,7 +395,16 @@ def _stored(dispatcher, event_id: str) -> bool:
         return False
 
 
-@router.post("/events", status_code=202, summary="Send an event")
+def _json_body_doc(model: type[BaseModel] | None = None, *, array: bool = False) -> dict:
+    """OpenAPI for a body the route reads itself (so the limit and the errors are ours)."""
+    schema: dict[str, Any] = model.model_json_schema() if model is not None else {"type": "object"}
+    if array:
+        schema = {"type": "array", "items": {"type": "object"}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.post("/events", status_code=202, summary="Send an event",
+             openapi_extra=_json_body_doc(EventIn))
 @body_limit(EVENT_BODY_LIMIT)
 async def post_event(request: Request, caller: Caller) -> JSONResponse:
     """Store the event in the inbox, wake the journeys waiting for it and start the touch
@@ -415,15 +424,23 @@ def _categories(engine) -> list[str] | None:
 
 
 def _upsert(engine, customer_id: str, payload: dict, caller: Principal) -> tuple[bool, dict]:
+    from sqlalchemy.exc import IntegrityError
+
     from flows.store import customers
     from flows.store.tables import Customer
 
     data = {**payload, "id": customer_id}
-    with engine.store.session() as session:
-        created = session.get(Customer, customer_id) is None
-        row = customers.upsert_customer(session, data, actor=caller.actor, source="api",
-                                        categories=_categories(engine))
-        return created, _customer_json(row)
+    for attempt in range(2):
+        try:
+            with engine.store.session() as session:
+                created = session.get(Customer, customer_id) is None
+                row = customers.upsert_customer(session, data, actor=caller.actor, source="api",
+                                                categories=_categories(engine))
+                return created, _customer_json(row)
+        except IntegrityError:  # created by a concurrent PUT: this one becomes the update
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _customer_json(row) -> dict:
@@ -435,7 +452,8 @@ def _customer_json(row) -> dict:
     return out
 
 
-@router.put("/customers/{customer_id}", summary="Create or update one customer")
+@router.put("/customers/{customer_id}", summary="Create or update one customer",
+            openapi_extra=_json_body_doc())
 async def put_customer(request: Request, customer_id: str, caller: Caller) -> JSONResponse:
     """Keep the directory in sync with the CRM: 201 when created, 200 when updated; the same
     checks as `touchpoints customers import`."""
@@ -465,7 +483,8 @@ def _import(engine, rows: list, caller: Principal) -> dict:
     return answer
 
 
-@router.post("/customers/import", summary="Create or update many customers")
+@router.post("/customers/import", summary="Create or update many customers",
+             openapi_extra=_json_body_doc(array=True))
 @body_limit(IMPORT_BODY_LIMIT)
 async def import_customers(request: Request, caller: Caller) -> JSONResponse:
     """A JSON array of customers. Good rows are kept; each bad row is listed with its index
@@ -515,7 +534,8 @@ def _cancel_one(engine, journey_id: str, reason: str, caller: Principal, prefect
         raise ApiError(409, "journey_ended", exc.message, hint=exc.hint) from None
 
 
-@router.post("/journeys/{journey_id}/cancel", summary="Cancel one journey")
+@router.post("/journeys/{journey_id}/cancel", summary="Cancel one journey",
+             openapi_extra=_json_body_doc(CancelIn))
 async def cancel_one(request: Request, journey_id: str, caller: Caller) -> dict:
     """Body ``{"reason": "..."}``. Cancelling a cancelled journey again answers 200 with
     ``already: true``; a journey that has ended answers 409."""
@@ -533,7 +553,7 @@ def _cancel_customer(engine, customer_id, touchpoint, reason, caller, prefect_ur
 
 
 @router.post("/customers/{customer_id}/journeys/cancel",
-             summary="Cancel a customer's journeys")
+             summary="Cancel a customer's journeys", openapi_extra=_json_body_doc(CancelIn))
 async def cancel_customer(request: Request, customer_id: str, caller: Caller,
                           touchpoint: Annotated[str | None, Query(max_length=128)] = None) -> dict:
     """Body ``{"reason": "..."}``. Cancels the customer's active journeys (of one touch point

@@ -18,19 +18,12 @@ from flows.web.csrf import CSRF
 log = logging.getLogger(__name__)
 
 
-def _include_api(app: FastAPI) -> bool:
-    try:
-        from flows.web import api
-    except ModuleNotFoundError as exc:
-        if exc.name != "flows.web.api":
-            raise
-        log.warning("flows.web.api is missing: the events API is not served")
-        return False
+def _include_api(app: FastAPI) -> None:
+    from flows.web import api
+
     app.include_router(api.router)
-    health = getattr(api, "health_router", None)
-    if health is not None:
-        app.include_router(health)
-    return True
+    app.include_router(api.health_router)
+    api.install_error_handlers(app)
 
 
 def create_app(engine, dispatcher) -> FastAPI:
@@ -46,7 +39,7 @@ def create_app(engine, dispatcher) -> FastAPI:
     app.state.csrf = CSRF(engine.signer.secret, engine.settings.base_url)
     app.state.templates = pages.make_templates()
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
-    app.state.api = _include_api(app)
+    _include_api(app)
     app.include_router(pages.router)
     app.include_router(preferences.router)
     if engine.settings.embedded_mail:

@@ -40,7 +40,7 @@ def _mailbox(request: Request):
 
 def _when(received_at: str) -> str:
     try:
-        moment = datetime.fromisoformat(received_at.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(received_at)  # Python 3.11 reads the Z suffix
     except ValueError:
         return received_at
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -299,8 +299,10 @@ def task_page(request: Request, token: str, action: str | None = None,
     context = _task_context(request, token)
     if context is None:
         return unavailable(request)
+    status = context["task"]["status"]
+    shown = {"ack": status in ("acknowledged", "completed"), "complete": status == "completed"}
     context.update(action=action if action in ("ack", "complete") else None,
-                   done=done if done in ("ack", "complete") else None)
+                   done=done if shown.get(done or "") else None)  # only say what is true
     return render(request, "task.html", context, form=True)
 
 

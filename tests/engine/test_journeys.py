@@ -162,3 +162,29 @@ def test_a_permanent_smtp_failure_is_a_bounce_that_suppresses_the_address(engine
     with engine.store.session() as session:
         assert session.get(Suppression, "zoe.harper@example.com") is not None
     assert "email.bounced" in audit_actions(engine, customer_id="C-1001")
+
+
+def test_an_event_that_arrives_before_the_journey_reaches_its_wait_for_still_answers_it(engine, smtp_server):
+    """In the service, runs start a moment after their event is stored, so the completion of an
+    install can overtake the install journey: the wait_for must find it in the inbox."""
+    from flows.engine.dispatch import Dispatcher
+    from flows.engine.launch import InProcessLauncher
+
+    class LateStart(InProcessLauncher):
+        def start(self, touchpoint, **kwargs):
+            if touchpoint == "install":  # the completion lands before the run gets going
+                dispatcher.emit(type="install.completed", customer_id="C-1002",
+                                data=dict(engine.config.event_types()["install.completed"].example),
+                                source="test", actor="test")
+            return super().start(touchpoint, **kwargs)
+
+    dispatcher = Dispatcher(engine, LateStart())
+    dispatcher.emit(type="install.scheduled", customer_id="C-1002",
+                    data=dict(engine.config.event_types()["install.scheduled"].example),
+                    source="test", actor="test")
+
+    with engine.store.session() as session:
+        member = session.scalar(select(Member).where(Member.customer_id == "C-1002"))
+        assert member.results["await_install"]["outcome"] == "event"
+        assert member.pointer == "settle_after_install"  # carried on to the next wait
+    assert "journey.event" in audit_actions(engine, customer_id="C-1002")

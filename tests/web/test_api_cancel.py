@@ -291,3 +291,28 @@ def test_touchpoints_cancel_needs_exactly_one_target(cli, args):
 def test_touchpoints_cancel_needs_a_reason(cli):
     result = cli("cancel", "--journey", "j")
     assert result.exit_code != 0
+
+
+@pytest.mark.e2e
+def test_a_scheduled_prefect_run_of_a_cancelled_journey_is_cancelled_in_prefect(engine,
+                                                                                 prefect_server):
+    from datetime import UTC, datetime
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    @flow(name="cancel-probe")
+    def probe() -> None:
+        return None
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(
+            probe, state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(days=7)))
+    add_customer(engine, "C-1001")
+    journey_id = park_journey(engine, "C-1001", flow_run_id=str(run.id))
+    result = cancelling.cancel_journey(engine, journey_id, actor="test:ops", reason="withdrawn",
+                                       prefect_api_url=prefect_server)
+    assert result["prefect"] == {str(run.id): "cancelled"}
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run.id).state.is_cancelled()

@@ -275,3 +275,15 @@ def test_concurrent_posts_of_one_event_start_one_journey(app, engine, launcher, 
     assert len(launcher.started) == 1
     with engine.store.session() as session:
         assert len(session.scalars(select(Event)).all()) == 1
+
+
+def test_an_event_whose_trigger_filter_cannot_be_evaluated_is_refused_and_not_stored(
+        client, engine, launcher, key, customer):
+    # billing starts on invoice.issued where "event.data.first": without `first` the filter
+    # fails, which is the sender's to fix
+    response = post_json(client, "/api/events", key,
+                         event_body("inv-1", "invoice.issued", customer_id=customer, data={}))
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "cannot_evaluate" and "event.data.first" in error["message"]
+    assert events(engine) == [] and launcher.started == []

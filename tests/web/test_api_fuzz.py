@@ -116,7 +116,7 @@ def test_no_event_body_makes_the_api_answer_5xx(client, engine, launcher, key):
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         if response.status_code == 202:
             accepted.add(response.json()["event_id"])
-    assert statuses.get(400) and statuses.get(422)  # the generator reaches both kinds of refusal
+    assert statuses.get(400) and statuses.get(422) and statuses.get(202)  # reaches every outcome
     assert {e.id for e in events(engine)} == accepted  # nothing refused was stored
     started_by = {s["event"]["id"].removesuffix(":count") for s in launcher.started}
     assert started_by <= accepted  # nothing refused was started
@@ -139,8 +139,10 @@ def test_no_body_makes_the_other_api_routes_answer_5xx(client, key, route):
     "/api/journeys/%F0%9F%99%82/cancel", "/api/customers/%00/journeys/cancel?touchpoint=%ff",
 ])
 def test_odd_paths_and_queries_answer_4xx_or_2xx(client, key, path):
-    response = (client.get if "cancel" not in path else client.post)(
-        path, headers=bearer(key), json={"reason": "fuzz"})
+    if "cancel" in path:
+        response = client.post(path, headers=bearer(key), json={"reason": "fuzz"})
+    else:
+        response = client.get(path, headers=bearer(key))
     check(response)
 
 
@@ -148,5 +150,5 @@ def test_odd_paths_and_queries_answer_4xx_or_2xx(client, key, path):
                                     "Bearer tp_0123456789ab_" + "\u00ff" * 40])
 def test_odd_authorization_headers_are_401_not_5xx(client, header):
     response = client.post("/api/events", json={"id": "x", "type": "contract.signed"},
-                           headers={"Authorization": header.encode("latin-1", "replace").decode("latin-1")})
+                           headers={"Authorization": header.encode("utf-8")})  # raw bytes
     assert response.status_code == 401

@@ -179,3 +179,9 @@ def test_the_team_page_lists_open_tasks_with_due_badges_and_signed_links(client,
 def test_a_team_link_for_an_unknown_team_or_forged_gets_the_polite_page(client, engine):
     assert client.get("/teams/" + engine.signer.token("team-tasks", team="nobody")).status_code == 410
     assert client.get("/teams/forged").status_code == 410
+
+
+def test_a_made_up_done_flag_does_not_claim_a_change(client, engine, customer):
+    task_id = add_task(engine, customer)
+    page = client.get(task_url(engine, task_id) + "?done=complete")
+    assert page.status_code == 200 and 'role="status"' not in page.text

@@ -1,0 +1,77 @@
+"""Does an event answer a member's ``wait_for``? One rule for events arriving while the member
+waits (the dispatcher) and for events that arrived before it got there (parking)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from flows import clock
+from flows.engine.context import build_context
+from flows.errors import TouchpointsError
+from flows.store.tables import Customer, Event, Journey
+from flows.templating import evaluate
+
+
+def matches(session, config, *, match: str | None, customer_id: str, results: dict,
+            journey: Journey, event: dict) -> bool:
+    """Without ``match``: same customer and, if the event names a journey, the same journey."""
+    data = event.get("data") or {}
+    if match:
+        from flows.store.customers import to_view
+
+        customer = to_view(session.get(Customer, customer_id))
+        ctx = build_context(config=config, customer=customer, event=event, trigger=journey.trigger,
+                            results=results, journey_id=journey.id, touchpoint=journey.touchpoint,
+                            now=clock.now())
+        try:
+            return bool(evaluate(match, ctx))
+        except TouchpointsError:
+            return False
+    if event.get("customer_id") and event["customer_id"] != customer_id:
+        return False
+    if data.get("journey_id") and data["journey_id"] != journey.id:
+        return False
+    return bool(event.get("customer_id") or data.get("journey_id"))
+
+
+def answered_results(results: dict, pointer: str, journey_id: str, event: dict) -> dict:
+    """The member's results once ``event`` answered the wait at ``pointer``: the wait records
+    the event, and an engine event naming a step of this journey (a survey answer, a task
+    completion) merges its ``result`` into that step's results."""
+    data = event.get("data") or {}
+    out = dict(results or {})
+    out[pointer] = {"outcome": "event", "event": event}
+    step = data.get("step_id")
+    if data.get("journey_id") == journey_id and isinstance(step, str) and isinstance(data.get("result"), dict):
+        out[step] = {**out.get(step, {}), **data["result"]}
+    return out
+
+
+def event_dict(row: Event) -> dict:
+    return {"id": row.id, "type": row.type, "customer_id": row.customer_id, "data": row.data or {},
+            "occurred_at": row.occurred_at.isoformat()}
+
+
+def arrived_already(session, config, *, journey: Journey, customer_id: str, results: dict,
+                    event_type: str, match: str | None) -> dict | None:
+    """A matching event that reached the inbox after the journey's trigger but before the member
+    got to its wait_for (events race the runs they start when runs are scheduled)."""
+    since: datetime = journey.started_at
+    trigger_id = (journey.trigger or {}).get("id")
+    if trigger_id:
+        trigger_row = session.get(Event, trigger_id)
+        if trigger_row is not None:
+            since = min(since, trigger_row.received_at)
+    query = select(Event).where(Event.type == event_type, Event.received_at >= since)
+    if not match:
+        query = query.where(Event.customer_id == customer_id)
+    for row in session.scalars(query.order_by(Event.received_at).limit(200)):
+        if row.id == trigger_id:
+            continue
+        event = event_dict(row)
+        if matches(session, config, match=match, customer_id=customer_id, results=results,
+                   journey=journey, event=event):
+            return event
+    return None
