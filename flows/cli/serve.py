@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 out.print("waiting for the install survey to reach C-1002 (journey time is compressed)…")
                 with open_store(settings).session() as session:
                     email = get_customer(session, "C-1002").email
-                if story.answer_survey_as_detractor(email, timeout=max(60.0, 4 * 86400 / speed)):
+                if story.answer_survey_as_detractor(email, timeout=max(240.0, 6 * 86400 / speed)):
                     out.print("  → the detractor's answer resumed the install journey: "
                               "see the account-management task")
             except Exception as exc:  # the service keeps running; say what failed

@@ -60,6 +60,7 @@ class Supervisor:
         env = dict(os.environ)
         env["PREFECT_HOME"] = str(self.settings.prefect_home.resolve())
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")  # due runs start within seconds
         env["TOUCHPOINTS_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env["TOUCHPOINTS_CONFIG_FILE"] = str(self.settings.config_file.resolve())
         if prefect_api:
