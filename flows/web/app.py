@@ -26,14 +26,31 @@ def _include_api(app: FastAPI) -> None:
     api.install_error_handlers(app)
 
 
+def _serve_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the files the swagger-ui-bundle package ships: no CDN, so the
+    docs work on a machine with no internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Touchpoints API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
 def create_app(engine, dispatcher) -> FastAPI:
     app = FastAPI(
         title="Touchpoints",
         summary="Events in; survey, task and preference pages out.",
         description="The events API of Touchpoints. Customer and team pages (/s, /t, /u, /p, "
                     "/teams) are opened from signed links in emails and are not listed here.",
-        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
     )
+    _serve_api_docs(app)
     app.state.engine = engine
     app.state.dispatcher = dispatcher
     app.state.csrf = CSRF(engine.signer.secret, engine.settings.base_url)
