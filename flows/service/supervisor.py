@@ -209,7 +209,8 @@ class Supervisor:
         ui = api.removesuffix("/api")
         write_service_info(self.settings, ServiceInfo(pid=os.getpid(), web_url=web_url, prefect_url=ui,
                                                       api_key=key,
-                                                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+                                                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                      extra={"children": {c.name: c.pid for c in self.children}}))
         self.state = ServiceState(web_url=web_url, prefect_url=ui, catcher=catcher_url, api_key=key,
                                   logs=str(self.logs),
                                   children={c.name: c.pid for c in self.children})

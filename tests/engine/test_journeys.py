@@ -188,3 +188,19 @@ def test_an_event_that_arrives_before_the_journey_reaches_its_wait_for_still_ans
         assert member.results["await_install"]["outcome"] == "event"
         assert member.pointer == "settle_after_install"  # carried on to the next wait
     assert "journey.event" in audit_actions(engine, customer_id="C-1002")
+
+
+def test_the_third_ticket_of_one_category_within_30_days_starts_the_recurring_issue_journey(engine, emit, clock):
+    first = emit("ticket.opened", "C-1005", category="wifi", ticket_id="T1")
+    clock.advance(days=5)
+    emit("ticket.opened", "C-1005", category="billing", ticket_id="T2")
+    second = emit("ticket.opened", "C-1005", category="wifi", ticket_id="T3")
+    clock.advance(days=5)
+    third = emit("ticket.opened", "C-1005", category="wifi", ticket_id="T4")
+
+    assert "recurring-issue" not in [s["touchpoint"] for s in first.started + second.started]
+    assert [s["touchpoint"] for s in third.started] == ["recurring-issue"]
+    with engine.store.session() as session:
+        task = session.scalar(select(Task).where(Task.customer_id == "C-1005"))
+    assert task.team == "account-management"
+    assert all(t in task.body for t in ("T1", "T3", "T4")) and "T2" not in task.body

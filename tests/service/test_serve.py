@@ -105,3 +105,18 @@ def test_after_a_sigkill_and_a_restart_waiting_journeys_fire_and_nothing_is_sent
     assert len([m for m in mail if "Second hello" in m["subject"]]) == 1
     again = service.post_event("ping", "T-2", event_id="restart-1")
     assert again["duplicate"] is True
+
+
+def test_when_a_part_dies_serve_says_so_and_exits_non_zero(service):
+    import os
+    import signal
+
+    runner = service.info["children"]["runner"]
+
+    os.kill(runner, signal.SIGKILL)
+
+    code = service.proc.wait(60)
+    assert code != 0
+    assert "a part died" in service.log() and "runner" in service.log()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{service.web}/healthz", timeout=2)
