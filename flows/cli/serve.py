@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 out.print(f"[red]the story stopped:[/] {exc}")
             finally:
                 _print_urls(state, settings)
-                out.print(f"  tasks             touchpoints tasks list   (or the links in the team emails)")
+                out.print("  tasks             touchpoints tasks list   (or the links in the team emails)")
                 done.set()
                 if exit_after:
                     supervisor.stopping.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,6 +14,10 @@ from flows.engine.matching import answered_results, arrived_already
 from flows.steps import get as get_kind
 from flows.steps.base import Defer, Exit, Member as MemberView, Next, Route, Wait, WaitFor
 from flows.store.tables import Continuation, Customer, Journey, Member
+
+
+#: how early a resumed run may claim members (the Prefect runner prefetches due runs)
+CLAIM_TOLERANCE = timedelta(seconds=30)
 
 
 def new_id() -> str:
@@ -101,8 +105,10 @@ class JourneyOps:
 
     # ------------------------------------------------------------------ resuming
     def claim(self, session, *, journey_id: str, pointer: str, mode: str, now: datetime) -> dict:
-        """Move every member that is due at ``pointer`` into a new wave."""
+        """Move every member that is due at ``pointer`` into a new wave. Prefect's runner may
+        start a scheduled run a few seconds early (it prefetches), so "due" has a tolerance."""
         wave = new_id()
+        now = now + CLAIM_TOLERANCE
         result = session.execute(
             update(Member)
             .where(Member.journey_id == journey_id, Member.status == "waiting",

@@ -78,6 +78,35 @@ class DeploymentLauncher:
         return {"flow_run_id": str(run.id)}
 
 
+def rescue_overdue(engine, launcher: DeploymentLauncher | None = None,
+                   grace: timedelta = timedelta(minutes=2)) -> int:
+    """Continuations whose scheduled run came and went while members still wait (the run
+    failed, crashed or was cancelled): run them again, under a new idempotency key."""
+    from sqlalchemy import exists
+
+    from flows.store.tables import Member
+
+    launcher = launcher or DeploymentLauncher()
+    now = clock.now()
+    with engine.store.session() as session:
+        stuck = session.scalars(select(Continuation).where(
+            Continuation.status == "scheduled", Continuation.due_at <= now - grace,
+            exists().where(Member.journey_id == Continuation.journey_id,
+                           Member.pointer == Continuation.pointer, Member.status == "waiting",
+                           Member.due_at <= now))
+            .order_by(Continuation.due_at).limit(100)).all()
+        todo = [(c.id, c.touchpoint, c.journey_id, c.pointer, c.kind, c.label,
+                 session.get(Journey, c.journey_id).customer_id) for c in stuck]
+    for cid, tp, jid, pointer, kind, label, customer_id in todo:
+        log.warning("continuation %s is overdue with members still waiting: running it again", cid)
+        run = launcher.resume(tp, journey_id=jid, pointer=pointer,
+                              mode="at" if kind == "defer" else "after", label=label,
+                              customer_id=customer_id, continuation=f"{cid}:rescue:{now:%Y%m%d%H%M}")
+        with engine.store.session() as session:
+            session.get(Continuation, cid).flow_run_id = run["flow_run_id"]
+    return len(todo)
+
+
 def schedule_pending(engine, launcher: DeploymentLauncher | None = None,
                      journey_id: str | None = None, horizon: timedelta | None = None) -> int:
     """Turn pending continuations into scheduled Prefect runs (idempotent per continuation)."""

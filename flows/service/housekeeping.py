@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from flows import clock
-from flows.service.deployments import schedule_pending
+from flows.service.deployments import rescue_overdue, schedule_pending
 from flows.store.tables import Customer, Event, UTCDateTime
 
 log = logging.getLogger("touchpoints.service")
@@ -31,6 +31,7 @@ class Housekeeper:
 
         done = {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
                 "scheduled": schedule_pending(self.engine, self.launcher),
+                "rescued": rescue_overdue(self.engine, self.launcher),
                 "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
                 "escalated": self.escalations(now)}
         return done

@@ -15,7 +15,7 @@ gets line-numbered checking, JSON Schema and docs with no other edit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
