@@ -9,7 +9,7 @@ wall-clock moment a run must be scheduled for.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ENV = "TOUCHPOINTS_CLOCK"
 
@@ -23,7 +23,7 @@ def _dilation() -> tuple[datetime, float] | None:
 
 
 def now() -> datetime:
-    real = datetime.now(timezone.utc)
+    real = datetime.now(UTC)
     dilation = _dilation()
     if dilation is None:
         return real
@@ -42,5 +42,5 @@ def to_wall(moment: datetime) -> datetime:
 
 def dilate(speed: float, anchor: datetime | None = None) -> str:
     """The TOUCHPOINTS_CLOCK value for running ``speed`` times faster from now."""
-    anchor = anchor or datetime.now(timezone.utc)
+    anchor = anchor or datetime.now(UTC)
     return f"{anchor.isoformat()}*{speed}"

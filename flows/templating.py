@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, Undefined, TemplateError as JinjaTemplateError, nodes
+from jinja2 import FileSystemLoader, StrictUndefined, Undefined, nodes
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.errors import ExpressionError, TemplateError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -38,8 +37,8 @@ def _print_result(result: dict, as_json: bool) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(name: str = typer.Argument(..., help="Touch point name."),
-            customer: Optional[str] = typer.Option(None, "--customer", "-c", help="Customer id."),
-            data: Optional[str] = typer.Option(None, "--data", help="Event data as a JSON object."),
+            customer: str | None = typer.Option(None, "--customer", "-c", help="Customer id."),
+            data: str | None = typer.Option(None, "--data", help="Event data as a JSON object."),
             as_json: bool = typer.Option(False, "--json")) -> None:
         """Run one touch point for one customer now, through Prefect."""
         from flows import clock
@@ -76,10 +75,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def emit(event_type: str = typer.Argument(..., metavar="TYPE", help="Event type, e.g. contract.signed"),
-             customer: Optional[str] = typer.Option(None, "--customer", "-c", help="Customer id."),
-             data: Optional[str] = typer.Option(None, "--data", help="Event data as a JSON object."),
-             event_id: Optional[str] = typer.Option(None, "--id", help="Event id (idempotency key)."),
-             remote: Optional[bool] = typer.Option(None, "--remote/--local",
+             customer: str | None = typer.Option(None, "--customer", "-c", help="Customer id."),
+             data: str | None = typer.Option(None, "--data", help="Event data as a JSON object."),
+             event_id: str | None = typer.Option(None, "--id", help="Event id (idempotency key)."),
+             remote: bool | None = typer.Option(None, "--remote/--local",
                                                    help="Post to the running service (default when "
                                                         "one runs) or run here."),
              as_json: bool = typer.Option(False, "--json")) -> None:
@@ -105,7 +104,7 @@ def register(app: typer.Typer) -> None:
         _print_result(result.as_dict(), as_json)
 
     @app.command()
-    def runs(touchpoint: Optional[str] = typer.Option(None, "--touchpoint", "-t"),
+    def runs(touchpoint: str | None = typer.Option(None, "--touchpoint", "-t"),
              limit: int = typer.Option(10, "--limit", "-n"),
              as_json: bool = typer.Option(False, "--json")) -> None:
         """Recent flow runs of the touch points and their task runs, read from Prefect's API."""
@@ -144,8 +143,8 @@ def register(app: typer.Typer) -> None:
                 out.print(m.html, markup=False)
 
     @app.command()
-    def journeys(customer: Optional[str] = typer.Option(None, "--customer", "-c"),
-                 touchpoint: Optional[str] = typer.Option(None, "--touchpoint", "-t"),
+    def journeys(customer: str | None = typer.Option(None, "--customer", "-c"),
+                 touchpoint: str | None = typer.Option(None, "--touchpoint", "-t"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
         """List journeys, where their members are, and what resumes them when."""
         from flows.engine.status import journey_rows

@@ -8,10 +8,10 @@ from datetime import datetime
 from sqlalchemy import select
 
 from flows.engine.context import build_context
+from flows.errors import ExpressionError
 from flows.steps.base import CustomerView
 from flows.store.tables import Customer
 from flows.templating import compile_expression
-from flows.errors import ExpressionError
 
 
 def entry_key(touchpoint, *, event: dict, customer: CustomerView | None, config,
@@ -29,9 +29,7 @@ def entry_key(touchpoint, *, event: dict, customer: CustomerView | None, config,
     if rule == "once_per_cycle":
         start = customer.contract_start.isoformat() if customer and customer.contract_start else "-"
         parts.append(f"cycle:{start}")
-    elif rule == "every_time":
-        parts.append(f"event:{event.get('id')}")
-    elif rule in ("once", "after_end") and not parts:
+    elif rule == "every_time" or rule in ("once", "after_end") and not parts:
         parts.append(f"event:{event.get('id')}")
     return "|".join(parts)
 

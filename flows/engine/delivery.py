@@ -14,7 +14,8 @@ from sqlalchemy import or_, select
 
 from flows.errors import DeliveryError, TemplateError
 from flows.steps.base import Delivery, Member
-from flows.store.tables import Customer, Delivery as Ledger, Hold, Preference, Suppression
+from flows.store.tables import Customer, Hold, Preference, Suppression
+from flows.store.tables import Delivery as Ledger
 
 INTERNAL = "internal"
 RETRY_TEMPORARY_AFTER = timedelta(minutes=15)

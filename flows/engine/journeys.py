@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.matching import answered_results, arrived_already
 from flows.steps import get as get_kind
-from flows.steps.base import Defer, Exit, Member as MemberView, Next, Route, Wait, WaitFor
+from flows.steps.base import Defer, Exit, Next, Route, Wait, WaitFor
+from flows.steps.base import Member as MemberView
 from flows.store.tables import Continuation, Customer, Journey, Member
-
 
 #: how early a resumed run may claim members (the Prefect runner prefetches due runs)
 CLAIM_TOLERANCE = timedelta(seconds=30)

@@ -67,7 +67,7 @@ def preview(engine, touchpoint_name: str, customer: CustomerView) -> list[Previe
             try:
                 rendered = engine.renderer.render_email(spec.template, spec.subject, ctx)
             except TemplateError as exc:
-                out.append(PreviewMessage(step.id, path.rstrip(" › "), to, "", spec.category, "", "",
+                out.append(PreviewMessage(step.id, path.removesuffix(" › "), to, "", spec.category, "", "",
                                           error=exc.message))
                 continue
             transactional = spec.category == "internal" or config.categories[spec.category].transactional
@@ -81,7 +81,7 @@ def preview(engine, touchpoint_name: str, customer: CustomerView) -> list[Previe
                 preferences_url=None if transactional else ctx["links"]["preferences"])
             text = message.get_body(("plain",)).get_content()
             html = message.get_body(("html",)).get_content()
-            out.append(PreviewMessage(step.id, path.rstrip(" › "), to, rendered.subject,
+            out.append(PreviewMessage(step.id, path.removesuffix(" › "), to, rendered.subject,
                                       spec.category, text, html))
         results[step.id] = step.sample_result(examples)
     return out

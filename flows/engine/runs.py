@@ -7,8 +7,12 @@ import asyncio
 
 def recent_runs(*, touchpoint: str | None = None, limit: int = 10) -> list[dict]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
-                                                FlowRunFilterId)
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
     from prefect.client.schemas.sorting import FlowRunSort
 
     async def read() -> list[dict]:

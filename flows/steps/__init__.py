@@ -58,4 +58,4 @@ def get(name: str) -> StepKind | None:
     return load().get(name)
 
 
-__all__ = ["register", "load", "kinds", "get", "StepConfig", "StepKind", "ENTRY_POINT_GROUP"]
+__all__ = ["ENTRY_POINT_GROUP", "StepConfig", "StepKind", "get", "kinds", "load", "register"]

@@ -14,16 +14,15 @@ gets line-numbered checking, JSON Schema and docs with no other edit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.durations import Duration, RelativeTimeField as RelativeTime
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+from flows.durations import Duration
+from flows.durations import RelativeTimeField as RelativeTime
 
 
 # --------------------------------------------------------------------------- field markers
@@ -59,10 +58,33 @@ StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64,
                                description="Unique id of the step in this touch point (snake_case).")]
 
 __all__ = [
-    "Expression", "Text", "Header", "TemplateName", "TeamRef", "EventRef", "CategoryRef",
-    "StepRef", "StepList", "StepId", "Duration", "RelativeTime", "Marker", "StepConfig",
-    "StepKind", "Member", "CustomerView", "Outcome", "Next", "Wait", "WaitFor", "Defer", "Exit",
-    "Route", "StepContext", "Delivery", "MessageSpec",
+    "CategoryRef",
+    "CustomerView",
+    "Defer",
+    "Delivery",
+    "Duration",
+    "EventRef",
+    "Exit",
+    "Expression",
+    "Header",
+    "Marker",
+    "Member",
+    "MessageSpec",
+    "Next",
+    "Outcome",
+    "RelativeTime",
+    "Route",
+    "StepConfig",
+    "StepContext",
+    "StepId",
+    "StepKind",
+    "StepList",
+    "StepRef",
+    "TeamRef",
+    "TemplateName",
+    "Text",
+    "Wait",
+    "WaitFor",
 ]
 
 
@@ -77,9 +99,9 @@ class StepConfig(BaseModel):
     note: str | None = Field(None, description="Free text for readers; ignored by the engine.")
 
     #: set by the registry: the StepKind this config belongs to
-    step_kind: ClassVar["StepKind | None"] = None
+    step_kind: ClassVar[StepKind | None] = None
 
-    def children(self) -> list[tuple[str, list["StepConfig"]]]:
+    def children(self) -> list[tuple[str, list[StepConfig]]]:
         """Nested step lists (``(label, steps)``), e.g. a branch's arms. Default: none."""
         return []
 
@@ -91,7 +113,7 @@ class StepConfig(BaseModel):
         """True if members may park at this step (it shows as a wait in plans)."""
         return False
 
-    def messages(self) -> list["MessageSpec"]:
+    def messages(self) -> list[MessageSpec]:
         """The emails this step sends, for `touchpoints preview`. Default: none."""
         return []
 

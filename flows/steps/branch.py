@@ -7,8 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.steps import register
-from flows.steps.base import (Expression, Member, Outcome, Route, StepConfig, StepContext,
-                              StepKind, StepList)
+from flows.steps.base import (
+    Expression,
+    Member,
+    Outcome,
+    Route,
+    StepConfig,
+    StepContext,
+    StepKind,
+    StepList,
+)
 
 
 class Arm(BaseModel):

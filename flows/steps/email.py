@@ -7,8 +7,19 @@ from typing import Literal
 from pydantic import Field
 
 from flows.steps import register
-from flows.steps.base import (MessageSpec, CategoryRef, Defer, Header, Member, Next, Outcome, StepConfig,
-                              StepContext, StepKind, TemplateName)
+from flows.steps.base import (
+    CategoryRef,
+    Defer,
+    Header,
+    Member,
+    MessageSpec,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    TemplateName,
+)
 
 RECIPIENT = r"^(customer|account_owner|team:[a-z0-9][a-z0-9\-]*)$"
 

@@ -18,7 +18,7 @@ class ExitStep(StepConfig):
     reason: str | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> "ExitStep":
+    def _one_of(self) -> ExitStep:
         if (self.goal is None) == (self.reason is None):
             raise ValueError("give exactly one of 'goal' (what was achieved) or 'reason'")
         return self

@@ -10,8 +10,20 @@ from sqlalchemy import select
 
 from flows.durations import format_duration
 from flows.steps import register
-from flows.steps.base import (MessageSpec, Duration, Header, Member, Next, Outcome, StepConfig, StepContext,
-                              StepKind, TeamRef, TemplateName, Text)
+from flows.steps.base import (
+    Duration,
+    Header,
+    Member,
+    MessageSpec,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    TeamRef,
+    TemplateName,
+    Text,
+)
 from flows.store.tables import Task
 
 INTERNAL = "internal"

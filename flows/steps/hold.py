@@ -8,8 +8,16 @@ from pydantic import Field
 from sqlalchemy import select
 
 from flows.steps import register
-from flows.steps.base import (CategoryRef, Header, Member, Next, Outcome, StepConfig,
-                              StepContext, StepKind)
+from flows.steps.base import (
+    CategoryRef,
+    Header,
+    Member,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+)
 from flows.store.tables import Hold
 
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Literal
 
 from flows.steps import register
-from flows.steps.base import (MessageSpec, Header, Member, Next, Outcome, StepConfig, StepContext, StepKind,
-                              TeamRef, TemplateName)
+from flows.steps.base import (
+    Header,
+    Member,
+    MessageSpec,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    TeamRef,
+    TemplateName,
+)
 
 INTERNAL = "internal"
 

@@ -9,8 +9,16 @@ from sqlalchemy import update
 
 from flows.durations import format_duration
 from flows.steps import register
-from flows.steps.base import (Duration, Member, Next, Outcome, StepConfig, StepContext, StepKind,
-                              StepRef)
+from flows.steps.base import (
+    Duration,
+    Member,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    StepRef,
+)
 from flows.store.tables import Hold
 
 

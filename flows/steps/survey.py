@@ -10,8 +10,21 @@ from pydantic import Field, model_validator
 from sqlalchemy import select
 
 from flows.steps import register
-from flows.steps.base import (MessageSpec, CategoryRef, Defer, Duration, Header, Member, Next, Outcome,
-                              StepConfig, StepContext, StepKind, TemplateName, Text)
+from flows.steps.base import (
+    CategoryRef,
+    Defer,
+    Duration,
+    Header,
+    Member,
+    MessageSpec,
+    Next,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    TemplateName,
+    Text,
+)
 from flows.store.tables import Survey
 
 DEFAULT_TEXT = {
@@ -36,7 +49,7 @@ class SurveyStep(StepConfig):
     expires: Duration = timedelta(days=14)
 
     @model_validator(mode="after")
-    def _custom_needs_text(self) -> "SurveyStep":
+    def _custom_needs_text(self) -> SurveyStep:
         if self.question == "custom" and (not self.text or len(self.choices) < 2):
             raise ValueError("a custom question needs 'text' and at least two 'choices'")
         if self.question != "custom" and self.choices:

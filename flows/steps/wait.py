@@ -10,8 +10,17 @@ from pydantic import Field, model_validator
 
 from flows.durations import format_duration
 from flows.steps import register
-from flows.steps.base import (Duration, Member, Next, Outcome, RelativeTime, StepConfig,
-                              StepContext, StepKind, Wait)
+from flows.steps.base import (
+    Duration,
+    Member,
+    Next,
+    Outcome,
+    RelativeTime,
+    StepConfig,
+    StepContext,
+    StepKind,
+    Wait,
+)
 
 DEFAULT_AT = time(9, 0)
 
@@ -28,7 +37,7 @@ class WaitStep(StepConfig):
     respect_send_window: bool = True
 
     @model_validator(mode="after")
-    def _one_of(self) -> "WaitStep":
+    def _one_of(self) -> WaitStep:
         if (self.for_ is None) == (self.until is None):
             raise ValueError("give exactly one of 'for' (e.g. 3d) or 'until' (e.g. 60d before contract_end)")
         if self.at is not None and self.until is None:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flows.steps import register
-from flows.steps.base import (Duration, EventRef, Expression, Member, Outcome, StepConfig,
-                              StepContext, StepKind, WaitFor)
 from flows.durations import format_duration
+from flows.steps import register
+from flows.steps.base import (
+    Duration,
+    EventRef,
+    Expression,
+    Member,
+    Outcome,
+    StepConfig,
+    StepContext,
+    StepKind,
+    WaitFor,
+)
 
 
 class WaitForStep(StepConfig):

@@ -5,7 +5,7 @@ sample customers."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ class Clock:
 def clock(monkeypatch):
     from flows import clock as clock_module
 
-    fake = Clock(datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc))  # a Tuesday, 10:00 London
+    fake = Clock(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))  # a Tuesday, 10:00 London
     monkeypatch.setattr(clock_module, "now", fake)
     return fake
 

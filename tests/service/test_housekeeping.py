@@ -4,7 +4,7 @@ schedule trigger becomes the deployment's cron schedule."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -44,10 +44,10 @@ def add_customer(engine, cid: str, *, contract_end: date, last_contact: datetime
                              contract_start=contract_end - timedelta(days=730),
                              contract_end=contract_end, attributes={},
                              last_contact_at=last_contact,
-                             created_at=created or datetime(2026, 1, 1, tzinfo=timezone.utc)))
+                             created_at=created or datetime(2026, 1, 1, tzinfo=UTC)))
 
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def test_a_renewal_fires_once_for_a_customer_90_days_before_contract_end(keeper):
