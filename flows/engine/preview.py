@@ -9,6 +9,7 @@ from email.utils import formataddr
 from flows import clock
 from flows.engine.context import build_context
 from flows.errors import TemplateError
+from flows.templating import render_text
 from flows.steps.base import CustomerView
 
 
@@ -57,12 +58,19 @@ def preview(engine, touchpoint_name: str, customer: CustomerView) -> list[Previe
     out: list[PreviewMessage] = []
     for step, path in _walk(tp.steps):
         for spec in step.messages():
+            extra = dict(spec.extra)
+            links = {"unsubscribe": engine.signer.url("unsubscribe", customer=customer.id),
+                     "preferences": engine.signer.url("preferences", customer=customer.id),
+                     **extra.pop("links", {})}
             ctx = build_context(config=config, customer=customer, event=trigger, trigger=trigger,
                                 results=results, journey_id="preview", touchpoint=tp.name,
-                                now=clock.now(),
-                                links={"unsubscribe": engine.signer.url("unsubscribe", customer=customer.id),
-                                       "preferences": engine.signer.url("preferences", customer=customer.id)},
-                                **spec.extra)
+                                now=clock.now(), links=links)
+            try:  # strings the step renders at send time (a task's title and body) render here too
+                ctx.update(_rendered(extra, ctx))
+            except TemplateError as exc:
+                out.append(PreviewMessage(step.id, path.removesuffix(" › "), spec.to, "", spec.category,
+                                          "", "", error=exc.message))
+                continue
             to = _address(config, customer, spec.to)
             try:
                 rendered = engine.renderer.render_email(spec.template, spec.subject, ctx)
@@ -85,6 +93,17 @@ def preview(engine, touchpoint_name: str, customer: CustomerView) -> list[Previe
                                       spec.category, text, html))
         results[step.id] = step.sample_result(examples)
     return out
+
+
+def _rendered(value, ctx: dict):
+    """Render every string inside ``value`` as a template with ``ctx``."""
+    if isinstance(value, str):
+        return render_text(value, ctx) if "{" in value else value
+    if isinstance(value, dict):
+        return {k: _rendered(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rendered(v, ctx) for v in value]
+    return value
 
 
 def _address(config, customer: CustomerView, to: str) -> str:
