@@ -113,6 +113,10 @@ class StepConfig(BaseModel):
         """True if members may park at this step (it shows as a wait in plans)."""
         return False
 
+    def ends(self) -> bool:
+        """True if every member leaves the journey here (plans draw no edge onwards)."""
+        return False
+
     def messages(self) -> list[MessageSpec]:
         """The emails this step sends, for `touchpoints preview`. Default: none."""
         return []

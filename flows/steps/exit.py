@@ -23,6 +23,9 @@ class ExitStep(StepConfig):
             raise ValueError("give exactly one of 'goal' (what was achieved) or 'reason'")
         return self
 
+    def ends(self) -> bool:
+        return True
+
     def describe(self) -> str:
         return f"exit: goal '{self.goal}'" if self.goal else f"exit: {self.reason}"
 
