@@ -31,7 +31,7 @@ class BranchStep(StepConfig):
     when none is true. Members who do not exit carry on after the branch."""
 
     kind: Literal["branch"] = "branch"
-    when: list[Arm] = Field(min_length=1)
+    when: list[Arm] = Field(min_length=1, description="Conditions tried in order, each `{if: <expression>, steps: [...]}`.")
     else_: StepList = Field(default_factory=list, alias="else")
 
     def children(self) -> list[tuple[str, list[StepConfig]]]:
