@@ -122,9 +122,14 @@ class Dispatcher:
                                  customer_id=wake["customer_id"], continuation=wake["continuation"])
             result.resumed.append(wake)
         for start in starts:
-            self.launcher.start(start["touchpoint"], event=start["event"],
-                                customer_id=start["customer_id"], label=start["label"])
-            result.started.append({k: v for k, v in start.items() if k != "event"})
+            outcome = self.launcher.start(start["touchpoint"], event=start["event"],
+                                          customer_id=start["customer_id"], label=start["label"]) or {}
+            entry = {k: v for k, v in start.items() if k != "event"}
+            if outcome.get("refused"):  # run here and now: we know the entry rule said no
+                result.skipped.append({**entry, "reason": outcome["refused"]})
+            else:
+                result.started.append({**entry, **{k: v for k, v in outcome.items()
+                                                   if k in ("journey_id", "flow_run_id")}})
         with self.engine.store.session() as session:
             stored = session.get(Event, event_id)
             stored.status, stored.dispatched_at = "dispatched", clock.now()

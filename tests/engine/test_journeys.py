@@ -82,7 +82,10 @@ def test_the_same_event_under_the_once_per_cycle_rule_sends_no_second_email(engi
     second = emit("contract.signed", "C-1001")
 
     assert len(mail_to(smtp_server, "zoe.harper@example.com")) == 1
-    assert second.started and "journey.refused" in audit_actions(engine, customer_id="C-1001")
+    assert not second.started
+    assert [s["touchpoint"] for s in second.skipped] == ["sale"]
+    assert "once_per_cycle" in second.skipped[0]["reason"]
+    assert "journey.refused" in audit_actions(engine, customer_id="C-1001")
 
 
 def test_a_repeated_event_id_starts_nothing_new(engine, emit, smtp_server):
