@@ -18,6 +18,10 @@ import pytest
 from tests.fixtures.mail import free_port
 
 PROJECT = Path(__file__).parent / "project"
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SHARED_TEMPLATES = ["_layout.html", "_macros.html", "_system/_escalation.txt", "_system/handoff.txt",
+                    "_system/handoff.html",
+                    "_system/escalation.txt", "_system/escalation.html"]
 
 
 class Service:
@@ -118,6 +122,10 @@ class Service:
 def service(tmp_path_factory):
     root = tmp_path_factory.mktemp("service")
     shutil.copytree(PROJECT, root, dirs_exist_ok=True)
+    for shared in SHARED_TEMPLATES:  # the shipped layout and task emails, not copies of them
+        target = root / "templates" / shared
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_TEMPLATES / shared, target)
     service = Service(root)
     service.cli("customers", "import", "customers.csv")
     service.start()
