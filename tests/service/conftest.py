@@ -48,16 +48,16 @@ class Service:
         return self.env["TOUCHPOINTS_BASE_URL"]
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "flows", *args], env=self.env, cwd=self.root,
+        result = subprocess.run([sys.executable, "-m", "flows", *args], check=False, env=self.env, cwd=self.root,
                                 capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise AssertionError(f"touchpoints {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
     def start(self, timeout: float = 240) -> None:
-        log = open(self.root / "serve.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "flows", "serve"], env=self.env, cwd=self.root,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with open(self.root / "serve.log", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen([sys.executable, "-m", "flows", "serve"], env=self.env,
+                                         cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         state = self.data / "serve.json"
         while time.monotonic() < deadline:
