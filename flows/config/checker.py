@@ -62,8 +62,10 @@ def check_file(path: str | Path) -> CheckResult:
     return check_text(text, file=label, templates_dir=path.parent / "templates")
 
 
-def check_text(text: str, *, file: str, templates_dir: Path) -> CheckResult:
-    """Check YAML source as if it were the file ``file`` with templates under ``templates_dir``."""
+def check_text(text: str, *, file: str, templates_dir: Path, full: bool = True) -> CheckResult:
+    """Check YAML source as if it were the file ``file`` with templates under ``templates_dir``.
+    ``full=False`` is the fast parse for runs: the structure and steps only, without the
+    references and template checks that `touchpoints check` and `serve` run."""
     doc = load_yaml(text)
     problems = list(doc.problems)
     config = None
@@ -77,7 +79,8 @@ def check_text(text: str, *, file: str, templates_dir: Path) -> CheckResult:
                                         "touchpoints)"))
         else:
             try:
-                config = _Checker(doc.data, templates_dir=templates_dir, problems=problems).run()
+                config = _Checker(doc.data, templates_dir=templates_dir, problems=problems,
+                                  full=full).run()
             except Exception as exc:  # noqa: BLE001 - a bug must show as a diagnostic, not a traceback
                 problems.append(Problem((), f"internal error while checking: "
                                             f"{type(exc).__name__}: {exc}",
@@ -111,12 +114,13 @@ class _Checker:
     templates_dir: Path
     problems: list[Problem]
     steps: dict[Any, list[Any]] = field(default_factory=dict)
+    full: bool = True
 
     def run(self) -> ConfigFile | None:
         config = self._structure()
-        catalogue = self._catalogue(config)
+        catalogue = self._catalogue(config) if self.full else None
         for name, raw in self._section("touchpoints").items():
-            if not isinstance(raw, dict):
+            if catalogue is None or not isinstance(raw, dict):
                 continue
             trigger, audience, entry = self._pieces(config, name, raw)
             TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems).run(
