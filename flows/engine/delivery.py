@@ -7,7 +7,7 @@ replayed task finds ``sent`` and sends nothing twice; the Message-ID comes from 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
@@ -41,11 +41,14 @@ class Deliverer:
         name, address = parseaddr(to)
         return (address or None), name, "" if address else f"not an address: {to!r}"
 
-    def _sender(self, ctx, member: Member, sender: str) -> tuple[str, str | None]:
+    def _sender(self, ctx, member: Member, sender: str):
+        """(From, Reply-To): structured ``Address`` objects for names from data."""
+        from flows.mail.message import mailbox
+
         d = ctx.config.defaults
         if sender == "account_owner" and member.customer.account_owner:
-            owner = formataddr((member.customer.account_owner_name or "", member.customer.account_owner))
-            return owner, member.customer.account_owner
+            owner = mailbox(member.customer.account_owner_name or "", member.customer.account_owner)
+            return owner, owner
         return d.sender, d.reply_to
 
     # ------------------------------------------------------------------ policy
@@ -105,7 +108,7 @@ class Deliverer:
     # ------------------------------------------------------------------ send
     def send(self, ctx, member: Member, *, to: str, template: str, subject: str, category: str,
              step_id: str, sender: str, extra: dict, key: str | None) -> Delivery:
-        from flows.mail.message import build_message, message_id_for
+        from flows.mail.message import build_message, mailbox, message_id_for
 
         ledger_key = f"{ctx.journey_id}:{step_id}:{member.customer.id}:{key or to}"
         address, display, why_not = self._recipient(ctx, member, to)
@@ -145,7 +148,7 @@ class Deliverer:
                                 action="email.failed")
         from_header, reply_to = self._sender(ctx, member, sender)
         message = build_message(
-            sender=from_header, to=(display, address), subject=rendered.subject,
+            sender=from_header, to=mailbox(display, address), subject=rendered.subject,
             text=rendered.text, html=rendered.html, key=ledger_key, reply_to=reply_to,
             transactional=transactional, postal_address=ctx.config.defaults.postal_address,
             unsubscribe_url=unsubscribe, preferences_url=preferences)

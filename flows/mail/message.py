@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html as html_lib
 import re
@@ -36,22 +37,119 @@ LINK = re.compile(r"^https?://[^\s<>\"]+$", re.IGNORECASE)
 FALLBACK_DOMAIN = "touchpoints.local"
 
 
-class MailPolicy(EmailPolicy):
-    """``email.policy.SMTP`` (CRLF, refuses CR/LF in header values) with 7-bit bodies, and the
-    headers in VERBATIM written unfolded so their URLs are never turned into encoded-words."""
+ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
+WORD_BYTES = 45  # bytes of UTF-8 per base64 encoded-word: 12 + 60 = 72 characters, under 75
+_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")  # RFC 5322 atext and spaces
 
-    def _verbatim(self, name: str, value: str) -> str | None:
+
+def encoded_words(text: str) -> str:
+    """``text`` as base64 RFC 2047 encoded-words on folded lines: whatever it holds (``=?``,
+    quotes, specials, any script) decodes back to exactly ``text``, never to syntax."""
+    words, chunk, size = [], [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        if chunk and size + n > WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(ch)
+        size += n
+    if chunk:
+        words.append("".join(chunk))
+    return "\r\n ".join(
+        f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
+
+
+def _plain(text: str, room: int) -> bool:
+    """True if ``text`` can be written as it is: printable ASCII words, no encoded-word marker,
+    short enough for one line."""
+    return (text.isascii() and text.isprintable() and "=?" not in text and "?=" not in text
+            and len(text) <= room and text == " ".join(text.split()))
+
+
+def _ew(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode('utf-8')).decode('ascii')}?="
+
+
+def _phrase(name: str) -> str:
+    """A display name as a phrase that every reader decodes to ``name``: plain words as atoms,
+    each run of other words as one encoded-word (never two encoded-words side by side: readers
+    disagree on the space between them), tokens folded onto lines of at most 78 characters."""
+    tokens: list[str] = []
+    run: list[str] = []
+    for word in name.split(" "):
+        if _ATOM.match(word) and word and "=?" not in word and "?=" not in word:
+            if run:
+                tokens.append(_ew(" ".join(run)))
+                run = []
+            tokens.append(word)
+        else:
+            run.append(word)
+    if run:
+        tokens.append(_ew(" ".join(run)))
+    lines, line = [], ""
+    for token in tokens:
+        if line and len(line) + 1 + len(token) > 70:
+            lines.append(line)
+            line = token
+        else:
+            line = f"{line} {token}" if line else token
+    return "\r\n ".join([*lines, line])
+
+
+def _mailbox_line(address: Address) -> str:
+    spec = f"{address.username}@{address.domain}" if _ATOM.match(address.username) and \
+        " " not in address.username else address.addr_spec
+    return f"{_phrase(address.display_name)} <{spec}>" if address.display_name else spec
+
+
+class LiteralText(str):
+    """A header value written as literal text: an encoded-word in it stays text when read back."""
+
+    def __new__(cls, name: str, value: str) -> "LiteralText":
+        self = super().__new__(cls, value)
+        self.name = name
+        self.defects: list = []
+        return self
+
+    def fold(self, *, policy) -> str:
+        text = str(self)
+        body = text if _plain(text, MAX_LINE - len(self.name) - 2) and \
+            len(self.name) + 2 + len(text) <= 78 else encoded_words(text)
+        return f"{self.name}: {body}{policy.linesep}"
+
+
+class MailPolicy(EmailPolicy):
+    """``email.policy.SMTP`` (CRLF, refuses CR/LF in header values) with 7-bit bodies, and three
+    kinds of headers written by this module rather than by the library's folder (which decodes
+    encoded-words found in display names and unquotes long names when it refolds them):
+
+    * address headers, from the structured ``Address`` objects: a display name is written as
+      plain atoms or as base64 encoded-words, never as a quoted string that could be refolded;
+    * text headers (``LiteralText``): plain ASCII as it is, anything else as encoded-words;
+    * the headers in VERBATIM unfolded, so their URLs are never turned into encoded-words."""
+
+    def _verbatim(self, name: str, value) -> str | None:
+        if isinstance(value, LiteralText):
+            return value.fold(policy=self)
+        if name.lower() in ADDRESS_HEADERS and getattr(value, "addresses", None) is not None:
+            lines = [_mailbox_line(a) for a in value.addresses]
+            return f"{name}: " + ",\r\n ".join(lines) + self.linesep
         text = str(value)
         if name.lower() in VERBATIM and text.isascii() and len(name) + 2 + len(text) <= MAX_LINE:
             return f"{name}: {text}{self.linesep}"
         return None
+
+    def header_fetch_parse(self, name, value):
+        return value if isinstance(value, LiteralText) else super().header_fetch_parse(name, value)
 
     def fold(self, name, value):
         return self._verbatim(name, value) or super().fold(name, value)
 
     def fold_binary(self, name, value):
         line = self._verbatim(name, value)
-        return line.encode("ascii") if line is not None else super().fold_binary(name, value)
+        if line is None:
+            return super().fold_binary(name, value)
+        return line.encode("utf-8" if self.utf8 else "ascii", "surrogateescape")
 
 
 POLICY = MailPolicy(linesep="\r\n", cte_type="7bit", raise_on_defect=True)
@@ -85,21 +183,48 @@ def message_id_for(key: str, sender: str) -> str:
     return f"<{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}@{sender_domain(sender)}>"
 
 
-def safe_address(value: str | tuple[str, str]) -> str:
-    """``Name <addr>`` with the name folded to one line and quoted or encoded as needed.
+NAME_CHARS, NAME_BYTES = 180, 540  # a display name longer than this is cut (no line > 998)
 
-    Pass a ``(name, address)`` pair for names from customer data: the name is never parsed as
-    address syntax. A plain string is parsed as ``Name <addr>`` or ``addr``.
-    """
-    if isinstance(value, tuple):
-        name, address = value
-    else:
-        name, address = parseaddr(header_text(value))
-    name, address = header_text(name or ""), header_text(address or "")
+
+def display_text(value: object) -> str:
+    """A display name as it reads back: one line, no control characters, at most NAME_CHARS
+    characters and NAME_BYTES bytes of UTF-8."""
+    text = header_text(value or "")[:NAME_CHARS]
+    while len(text.encode("utf-8")) > NAME_BYTES:
+        text = text[:-1]
+    return text.strip()
+
+
+def mailbox(name: object, address: str) -> Address:
+    """The structured address for ``name`` (any text: never parsed as address syntax) and
+    ``address``. Raises ValueError if ``address`` is not an email address."""
+    address = header_text(address or "")
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or " " in address:
+    if not at or not local or not domain or " " in address or '"' in local or "\\" in local:
+        raise ValueError(f"not an email address: {address!r}")
+    try:
+        return Address(display_name=display_text(name), username=local,
+                       domain=_ascii_domain(domain))
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not an email address: {address!r}") from exc
+
+
+def as_address(value: "Address | str | tuple[str, str]") -> Address:
+    """An ``Address`` from an ``Address``, a ``(name, address)`` pair (use the pair, or an
+    ``Address``, for names from customer data) or a ``"Name <addr>"`` string from the config."""
+    if isinstance(value, Address):
+        return mailbox(value.display_name, f"{value.username}@{value.domain}" if value.username else "")
+    if isinstance(value, tuple):
+        return mailbox(*value)
+    name, address = parseaddr(header_text(value))
+    if not address:
         raise ValueError(f"not an email address: {value!r}")
-    return str(Address(display_name=name, username=local, domain=_ascii_domain(domain)))
+    return mailbox(name, address)
+
+
+def safe_address(value: "Address | str | tuple[str, str]") -> str:
+    """``Name <addr>`` as written on the wire (encoded-words for anything but plain names)."""
+    return _mailbox_line(as_address(value))
 
 
 def _link(url: str, what: str) -> str:
@@ -149,13 +274,20 @@ def _extra(extra_headers: dict[str, str] | None) -> list[tuple[str, str]]:
     return out
 
 
-def build_message(*, sender: str, to: str | tuple[str, str], subject: str, text: str, html: str,
-                  key: str, reply_to: str | None = None, transactional: bool, postal_address: str,
+def _literal(message: EmailMessage, name: str, value: object) -> None:
+    message[name] = LiteralText(name, header_text(value))
+
+
+def build_message(*, sender: Address | str, to: Address | tuple[str, str] | str, subject: str,
+                  text: str, html: str, key: str, reply_to: Address | str | None = None, transactional: bool, postal_address: str,
                   unsubscribe_url: str | None, preferences_url: str | None,
                   extra_headers: dict[str, str] | None = None) -> EmailMessage:
     """A multipart/alternative message (text and HTML) ready for SMTP.
 
-    ``to`` is ``"Name <addr>"`` or a ``(name, addr)`` pair (use the pair for customer data).
+    ``sender``, ``to`` and ``reply_to`` are ``Address`` objects (see :func:`mailbox`), ``(name,
+    addr)`` pairs or, for addresses from the config, ``"Name <addr>"`` strings. Whatever a name
+    or the subject holds (line breaks, NUL, U+2028, encoded-words, specials, any length) it
+    reads back as the same text and adds no header and no address.
     Non-transactional messages need ``unsubscribe_url``; transactional ones get no unsubscribe
     link or headers even if one is passed. Raises ValueError for an unusable address, link or
     extra header.
@@ -164,19 +296,20 @@ def build_message(*, sender: str, to: str | tuple[str, str], subject: str, text:
     preferences = None if transactional or not preferences_url else _link(preferences_url, "preferences")
     extra = _extra(extra_headers)
     message = EmailMessage(policy=POLICY)
-    message["From"] = safe_address(sender)
-    message["To"] = safe_address(to)
+    from_address = as_address(sender)
+    message["From"] = from_address
+    message["To"] = as_address(to)
     if reply_to:
-        message["Reply-To"] = safe_address(reply_to)
-    message["Subject"] = header_text(subject)
+        message["Reply-To"] = as_address(reply_to)
+    _literal(message, "Subject", subject)
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = message_id_for(key, sender)
-    message["X-Touchpoints-Key"] = header_text(key)
+    message["Message-ID"] = message_id_for(key, from_address.addr_spec)
+    _literal(message, "X-Touchpoints-Key", key)
     if unsubscribe:
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in extra:
-        message[name] = value
+        _literal(message, name, value)
     message.set_content(text.rstrip("\n") + "\n" + text_footer(postal_address, unsubscribe, preferences))
     message.add_alternative(with_html_footer(html, html_footer(postal_address, unsubscribe, preferences)),
                             subtype="html")
