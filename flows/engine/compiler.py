@@ -68,19 +68,53 @@ def _flow_run_id() -> str | None:
 
 
 # ---------------------------------------------------------------------- task bodies
-def _enter(touchpoint: str, event: dict, customer_id: str | None) -> dict:
+def _owner() -> str:
+    """Who holds a lease: the flow run, or this process when there is no run context."""
+    return _flow_run_id() or f"pid-{os.getpid()}"
+
+
+def _acquire(touchpoint: str, unit_id: str) -> dict:
+    from flows.engine import units
+
+    engine = current_engine()
+    with engine.store.session() as session:
+        unit = units.acquire(session, unit_id, _owner())
+        if unit is None:
+            return {"acquired": False}
+        return {"acquired": True, "kind": unit.kind, "params": dict(unit.params or {}),
+                "journey_id": unit.journey_id, "label": unit.label}
+
+
+def _enter(touchpoint: str, event: dict, customer_id: str | None, unit_id: str | None = None,
+           label: str = "") -> dict:
     engine = current_engine()
     with engine.store.session() as session:
         return engine.journeys.enter(session, touchpoint=engine.touchpoint(touchpoint), event=event,
-                                     customer_id=customer_id, flow_run_id=_flow_run_id(),
-                                     now=clock.now())
+                                     customer_id=customer_id, flow_run_id=_owner(),
+                                     now=clock.now(), unit_id=unit_id, label=label)
 
 
-def _resume(touchpoint: str, journey_id: str, pointer: str, mode: str) -> dict:
+def _resume(touchpoint: str, journey_id: str, pointer: str, mode: str,
+            unit_id: str | None = None, label: str = "") -> dict:
     engine = current_engine()
     with engine.store.session() as session:
         return engine.journeys.claim(session, journey_id=journey_id, pointer=pointer, mode=mode,
-                                     now=clock.now())
+                                     now=clock.now(), unit_id=unit_id, flow_run_id=_owner(),
+                                     label=label)
+
+
+def _split(touchpoint: str, journey_id: str, wave: str) -> list[dict]:
+    engine = current_engine()
+    with engine.store.session() as session:
+        return engine.journeys.split_wave(session, journey_id=journey_id, wave=wave,
+                                          now=clock.now())
+
+
+def _complete(touchpoint: str, unit_id: str, reason: str) -> None:
+    from flows.engine import units
+
+    with current_engine().store.session() as session:
+        units.complete(session, unit_id, owner=_owner(), reason=reason)
 
 
 def _step(touchpoint: str, step_id: str, journey_id: str, wave: str, lane: str, after: int,
@@ -97,16 +131,23 @@ def _step(touchpoint: str, step_id: str, journey_id: str, wave: str, lane: str, 
 
 
 def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
+    from flows.engine import units
+
     engine = current_engine()
     with engine.store.session() as session:
-        return engine.journeys.finish(session, journey_id=journey_id, wave=wave,
-                                      flow_run_id=_flow_run_id(), now=clock.now())
+        summary = engine.journeys.finish(session, journey_id=journey_id, wave=wave,
+                                         flow_run_id=_flow_run_id(), now=clock.now())
+        units.complete(session, wave, owner=_owner(), reason="wave finished")
+        return summary
 
 
 def _schedule(touchpoint: str, journey_id: str) -> int:
-    from flows.service.deployments import schedule_pending
+    """Queue the journey's new continuations as units; the service launches them as scheduled
+    runs within a second (one path from a continuation to a run: :mod:`flows.engine.redrive`)."""
+    from flows.engine.redrive import queue_continuations
 
-    return schedule_pending(current_engine(), journey_id=journey_id)
+    with current_engine().store.session() as session:
+        return queue_continuations(session, journey_id=journey_id)
 
 
 def _scheduled_event(touchpoint: str) -> dict:
@@ -155,6 +196,9 @@ def compile_touchpoint(touchpoint) -> Any:
 
     enter = make_task(_enter, "enter")
     resume = make_task(_resume, "resume")
+    acquire = make_task(_acquire, "lease")
+    split = make_task(_split, "re-drive")
+    complete = make_task(_complete, "release")
     finish = make_task(_finish, "finish")
     report = make_task(_report, "report")
     schedule = make_task(_schedule, "schedule")
@@ -181,36 +225,67 @@ def compile_touchpoint(touchpoint) -> Any:
             for arm, (_, arm_steps) in enumerate(step.children()):
                 run_list(arm_steps, journey_id=journey_id, wave=wave, lane=f"{lane}/{step.id}:{arm}")
 
+    def drive(wave: str, pointer: str | None, mode: str, journey_id: str) -> dict:
+        tp = current_engine().touchpoint(name)
+        chain = [(tp.steps, 0)] if pointer is None else continuation_chain(tp.steps, pointer, mode)
+        for steps, start in chain:
+            run_list(steps[start:], journey_id=journey_id, wave=wave, lane="")
+        return finish(name, journey_id, wave)
+
+    def conclude(journey_id: str, summary: dict) -> dict:
+        summary["journey_id"] = journey_id
+        if summary.get("open") and served():
+            summary["scheduled"] = schedule(name, journey_id)
+        report(name, journey_id, summary)
+        return summary
+
     def journey(event: dict | None = None, customer_id: str | None = None,
                 journey_id: str | None = None, resume_at: str | None = None, mode: str = "after",
-                label: str = "") -> dict:
+                label: str = "", unit_id: str | None = None) -> dict:
+        if unit_id is None:
+            return journey_body(event, customer_id, journey_id, resume_at, mode, label, None)
+        from flows.engine.units import Heartbeat
+
+        with Heartbeat(current_engine().store, _owner()):
+            return journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id)
+
+    def journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id) -> dict:
         tp = current_engine().touchpoint(name)
         extra = [f"customer:{customer_id}"] if customer_id else []
         with tags(*base_tags, *extra):
+            if unit_id is not None:
+                held = acquire(name, unit_id)
+                if not held["acquired"]:
+                    return {"skipped": f"unit {unit_id} is done or held by a live run"}
+                if held["kind"] == "wave":  # a run died with this wave: drive it again
+                    journey_id = held["journey_id"]
+                    summary = {"completed": 0, "open": 0, "redriven": 0}
+                    for group in split(name, journey_id, unit_id):
+                        part = drive(group["wave"], group["pointer"], group["mode"], journey_id)
+                        summary["completed"] += part["completed"]
+                        summary["open"] = part["open"]
+                        summary["journey_status"] = part["journey_status"]
+                        summary["redriven"] += group["members"]
+                    complete(name, unit_id, f"re-driven {summary['redriven']} member(s)")
+                    return conclude(journey_id, summary)
             if journey_id is None:
                 if event is None and tp.trigger.kind == "schedule":
                     event = _scheduled_event(name)
-                entered = enter(name, event or {}, customer_id)
+                entered = enter(name, event or {}, customer_id, unit_id, label)
                 if entered["journey_id"] is None:
+                    if unit_id is not None:
+                        complete(name, unit_id, f"not started: {entered['refused']}")
                     summary = {"started": False, "refused": entered["refused"]}
                     report(name, None, summary)
                     return summary
                 journey_id, wave = entered["journey_id"], entered["wave"]
-                chain = [(tp.steps, 0)]
+                summary = drive(wave, None, "at", journey_id)
             else:
-                claimed = resume(name, journey_id, resume_at, mode)
+                claimed = resume(name, journey_id, resume_at, mode, unit_id, label)
                 if not claimed["members"]:
                     return {"resumed": 0, "journey_id": journey_id}
-                wave = claimed["wave"]
-                chain = continuation_chain(tp.steps, resume_at, mode)
-            for steps, start in chain:
-                run_list(steps[start:], journey_id=journey_id, wave=wave, lane="")
-            summary = finish(name, journey_id, wave)
-            summary["journey_id"] = journey_id
-            if served() and summary.get("open"):
-                summary["scheduled"] = schedule(name, journey_id)
-            report(name, journey_id, summary)
-            return summary
+                summary = drive(claimed["wave"], resume_at, mode, journey_id)
+            return conclude(journey_id, summary)
 
     from flows.engine.entry import ident
 

@@ -29,7 +29,7 @@ class MailSession:
 
 class Engine:
     def __init__(self, settings: Settings, config=None, store=None) -> None:
-        from flows.config import load_config
+        from flows.config import load_config_fast as load_config  # no template check per run
         from flows.store.db import open_store
 
         self.settings = settings
@@ -41,6 +41,8 @@ class Engine:
         self.journeys = JourneyOps(self)
         self._transport = None
         self._lock = threading.Lock()
+        #: the service's loops report here (shown by /healthz): part -> {"ok": bool, ...}
+        self.health: dict[str, dict] = {}
 
     def touchpoint(self, name: str):
         return self.config.touchpoint(name)

@@ -5,12 +5,13 @@ Prefect flow runs of served deployments in the service."""
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from flows import clock
 from flows.engine.context import build_context
@@ -58,9 +59,15 @@ def _label(touchpoint, event: dict, customer_id: str | None) -> str:
 
 
 class Dispatcher:
-    def __init__(self, engine, launcher: Launcher) -> None:
+    """Events in. ``outbox=True`` (the service's intake): the event and the units of work it
+    asks for are stored in one transaction and the call returns without touching Prefect; the
+    service's unit driver launches them. ``outbox=False`` (the CLI, tests): the same units are
+    launched here and now, through the launcher."""
+
+    def __init__(self, engine, launcher: Launcher, *, outbox: bool = False) -> None:
         self.engine = engine
         self.launcher = launcher
+        self.outbox = outbox
 
     # ------------------------------------------------------------------ validation
     def check_type(self, event_type: str) -> None:
@@ -74,41 +81,84 @@ class Dispatcher:
     def emit(self, *, type: str, customer_id: str | None = None, data: dict | None = None,
              event_id: str | None = None, occurred_at: datetime | None = None,
              source: str = "cli", actor: str = "system") -> EmitResult:
-        from flows.store import audit
-
         self.check_type(type)
         now = clock.now()
         event_id = event_id or f"evt-{uuid.uuid4().hex}"
+        retry = None
         with self.engine.store.session() as session:
             existing = session.get(Event, event_id)
-            if existing is not None:
+            if existing is None:
+                plan, answer = self._record(session, type=type, customer_id=customer_id,
+                                            data=data, event_id=event_id,
+                                            occurred_at=occurred_at, source=source, actor=actor,
+                                            now=now)
+                if answer is not None:
+                    return answer
+            else:
                 previous = existing.result or {}
-                if existing.status == "received" and previous.get("plan"):
-                    # stored, but launching failed last time: finish the job now
-                    return self._launch(event_id, previous["plan"], duplicate=True)
+                if existing.status == "received" and previous.get("plan") and not self.outbox:
+                    retry = previous["plan"]  # stored, but launching failed last time
                 result = EmitResult(event_id=event_id, duplicate=True)
-                result.started, result.resumed = previous.get("started", []), previous.get("resumed", [])
-                return result
-            if customer_id is not None and session.get(Customer, customer_id) is None:
-                raise NotFoundError(f"unknown customer {customer_id!r}",
-                                    hint="import it with `touchpoints customers import FILE`")
-            row = Event(id=event_id, type=type, customer_id=customer_id, data=data or {},
-                        occurred_at=occurred_at or now, received_at=now, source=source,
-                        status="received")
-            session.add(row)
-            session.flush()
-            event = event_dict(row)
-            audit.record(session, action="event.received", result="stored", actor=actor,
-                         customer_id=customer_id, reason=f"{type} from {source}",
-                         detail={"event_id": event_id, "type": type}, at=now)
-            if customer_id:
-                session.get(Customer, customer_id).last_contact_at = now
-            wakes = self._wake(session, event, now)
-            starts, skipped = self._starts(session, event, now)
-            plan = {"starts": starts, "wakes": wakes, "skipped": skipped}
-            row.result = {"started": [s["touchpoint"] for s in starts],
-                          "resumed": [w["journey_id"] for w in wakes], "plan": plan}
+                result.started = previous.get("started", [])
+                result.resumed = previous.get("resumed", [])
+        if existing is not None:  # launching happens outside the event's transaction
+            return self._launch(event_id, retry, duplicate=True) if retry else result
         return self._launch(event_id, plan)
+
+    def _record(self, session, *, type: str, customer_id: str | None, data: dict | None,
+                event_id: str, occurred_at: datetime | None, source: str, actor: str,
+                now: datetime) -> tuple[dict, EmitResult | None]:
+        """Store a new event with the units it asks for; in outbox mode, also the answer."""
+        from flows.store import audit
+
+        if customer_id is not None and session.get(Customer, customer_id) is None:
+            raise NotFoundError(f"unknown customer {customer_id!r}",
+                                hint="import it with `touchpoints customers import FILE`")
+        row = Event(id=event_id, type=type, customer_id=customer_id, data=data or {},
+                    occurred_at=occurred_at or now, received_at=now, source=source,
+                    status="received")
+        session.add(row)
+        session.flush()
+        event = event_dict(row)
+        audit.record(session, action="event.received", result="stored", actor=actor,
+                     customer_id=customer_id, reason=f"{type} from {source}",
+                     detail={"event_id": event_id, "type": type}, at=now)
+        if customer_id:
+            session.get(Customer, customer_id).last_contact_at = now
+        wakes = self._wake(session, event, now)
+        starts, skipped = self._starts(session, event, now)
+        self._queue_units(session, event_id, starts, wakes)
+        plan = {"starts": starts, "wakes": wakes, "skipped": skipped}
+        row.result = {"started": [s["touchpoint"] for s in starts],
+                      "resumed": [w["journey_id"] for w in wakes], "plan": plan}
+        if not self.outbox:
+            return plan, None
+        row.status, row.dispatched_at = "dispatched", now  # durable with its units
+        return plan, EmitResult(event_id=event_id, skipped=skipped,
+                                started=[{k: v for k, v in s.items() if k != "event"}
+                                         for s in starts], resumed=wakes)
+
+    @staticmethod
+    def _queue_units(session, event_id: str, starts: list[dict], wakes: list[dict]) -> None:
+        """The outbox: one unit per journey start and per woken journey, in the event's own
+        transaction, so an accepted event always starts its journeys, whatever crashes."""
+        from flows.engine import units
+        from flows.engine.redrive import resume_unit_id, start_unit_id
+
+        for start in starts:
+            start["unit_id"] = start_unit_id(start["touchpoint"], event_id)
+            units.queue(session, id=start["unit_id"], kind="start", touchpoint=start["touchpoint"],
+                        label=start["label"], params={"event": start["event"],
+                                                      "customer_id": start["customer_id"]})
+        for wake in wakes:
+            wake["unit_id"] = resume_unit_id(wake["continuation"])
+            units.queue(session, id=wake["unit_id"], kind="resume", touchpoint=wake["touchpoint"],
+                        journey_id=wake["journey_id"], label=wake["label"],
+                        params={"journey_id": wake["journey_id"], "pointer": wake["pointer"],
+                                "mode": "after", "customer_id": wake["customer_id"],
+                                "continuation": wake["continuation"]})
+            session.execute(update(Continuation).where(Continuation.id == wake["continuation"])
+                            .values(status="scheduled"))
 
     def _launch(self, event_id: str, plan: dict, *, duplicate: bool = False) -> EmitResult:
         """Start and resume what a stored event asked for, then mark it dispatched. Safe to
@@ -117,13 +167,22 @@ class Dispatcher:
         starts, wakes = plan.get("starts", []), plan.get("wakes", [])
         result = EmitResult(event_id=event_id, duplicate=duplicate, skipped=plan.get("skipped", []))
         for wake in wakes:
-            self.launcher.resume(wake["touchpoint"], journey_id=wake["journey_id"],
-                                 pointer=wake["pointer"], mode="after", label=wake["label"],
-                                 customer_id=wake["customer_id"], continuation=wake["continuation"])
+            if not self._take(wake.get("unit_id")):
+                continue  # another caller launched it already
+            with self._giving_back(wake.get("unit_id")):
+                self.launcher.resume(wake["touchpoint"], journey_id=wake["journey_id"],
+                                     pointer=wake["pointer"], mode="after", label=wake["label"],
+                                     customer_id=wake["customer_id"],
+                                     continuation=wake["continuation"], unit_id=wake.get("unit_id"))
             result.resumed.append(wake)
         for start in starts:
-            outcome = self.launcher.start(start["touchpoint"], event=start["event"],
-                                          customer_id=start["customer_id"], label=start["label"]) or {}
+            if not self._take(start.get("unit_id")):
+                continue
+            with self._giving_back(start.get("unit_id")):
+                outcome = self.launcher.start(start["touchpoint"], event=start["event"],
+                                              customer_id=start["customer_id"],
+                                              label=start["label"],
+                                              unit_id=start.get("unit_id")) or {}
             entry = {k: v for k, v in start.items() if k != "event"}
             if outcome.get("refused"):  # run here and now: we know the entry rule said no
                 result.skipped.append({**entry, "reason": outcome["refused"]})
@@ -134,6 +193,38 @@ class Dispatcher:
             stored = session.get(Event, event_id)
             stored.status, stored.dispatched_at = "dispatched", clock.now()
         return result
+
+    def _take(self, unit_id: str | None) -> bool:
+        """Mark a queued unit launched before launching it, so two callers never launch the
+        same unit (a repeated post of an event whose launch is still under way)."""
+        from flows.engine.units import wall_now
+        from flows.store.tables import WorkUnit
+
+        if not unit_id:
+            return True
+        with self.engine.store.session() as session:
+            taken = session.execute(update(WorkUnit).where(WorkUnit.id == unit_id,
+                                                           WorkUnit.status == "queued")
+                                    .values(status="launched", launched_at=wall_now(),
+                                            attempts=WorkUnit.attempts + 1)
+                                    .execution_options(synchronize_session=False))
+            return bool(taken.rowcount)
+
+    @contextmanager
+    def _giving_back(self, unit_id: str | None):
+        """If the launch fails, the unit is queued again for the next try."""
+        from flows.store.tables import WorkUnit
+
+        try:
+            yield
+        except BaseException:
+            if unit_id:
+                with self.engine.store.session() as session:
+                    session.execute(update(WorkUnit).where(WorkUnit.id == unit_id,
+                                                           WorkUnit.status == "launched")
+                                    .values(status="queued")
+                                    .execution_options(synchronize_session=False))
+            raise
 
     # ------------------------------------------------------------------ waking wait_for steps
     def _wake(self, session, event: dict, now: datetime) -> list[dict]:
@@ -237,22 +328,36 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ due continuations
     def resume_due(self, *, now: datetime | None = None) -> list[dict]:
-        """Fire every pending continuation that is due (the service does this on a schedule)."""
+        """Fire every continuation that is due, here and now (`touchpoints run --resume-due`);
+        through the same units as the service."""
+        from flows.engine import units
+        from flows.engine.redrive import launch_unit, resume_unit_id
+
         now = now or clock.now()
         fired = []
         with self.engine.store.session() as session:
             due = session.scalars(select(Continuation).where(
                 Continuation.status.in_(("pending", "scheduled")), Continuation.due_at <= now)
                 .order_by(Continuation.due_at)).all()
-            todo = [(c.id, c.touchpoint, c.journey_id, c.pointer, c.kind, c.label) for c in due]
-        for cid, touchpoint, journey_id, pointer, kind, label in todo:
-            mode = "at" if kind == "defer" else "after"
-            with self.engine.store.session() as session:
-                journey = session.get(Journey, journey_id)
-                customer_id = journey.customer_id if journey else None
-            self.launcher.resume(touchpoint, journey_id=journey_id, pointer=pointer, mode=mode,
-                                 label=label, customer_id=customer_id, continuation=cid)
-            fired.append({"continuation": cid, "touchpoint": touchpoint, "journey_id": journey_id})
+            todo = []
+            for c in due:
+                journey = session.get(Journey, c.journey_id)
+                unit = units.queue(session, id=resume_unit_id(c.id), kind="resume",
+                                   touchpoint=c.touchpoint, journey_id=c.journey_id, label=c.label,
+                                   due_at=c.due_at, params={
+                                       "journey_id": c.journey_id, "pointer": c.pointer,
+                                       "mode": "at" if c.kind == "defer" else "after",
+                                       "customer_id": journey.customer_id if journey else None,
+                                       "continuation": c.id})
+                if unit.status == "done":  # its run finished; the members moved on or wait anew
+                    unit.status, unit.attempts = "queued", unit.attempts + 1
+                todo.append({"id": unit.id, "kind": "resume", "touchpoint": c.touchpoint,
+                             "journey_id": c.journey_id, "params": dict(unit.params),
+                             "label": c.label, "due_at": None, "attempts": unit.attempts})
+        for unit in todo:
+            launch_unit(self.launcher, unit)
+            fired.append({"continuation": unit["params"]["continuation"],
+                          "touchpoint": unit["touchpoint"], "journey_id": unit["journey_id"]})
         return fired
 
 

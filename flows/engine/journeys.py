@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flows.engine import units
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.matching import answered_results, arrived_already
 from flows.steps import get as get_kind
@@ -16,8 +18,15 @@ from flows.steps.base import Defer, Exit, Next, Route, Wait, WaitFor
 from flows.steps.base import Member as MemberView
 from flows.store.tables import Continuation, Customer, Journey, Member
 
+log = logging.getLogger("touchpoints.engine")
+
 #: how early a resumed run may claim members (the Prefect runner prefetches due runs)
 CLAIM_TOLERANCE = timedelta(seconds=30)
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {message}"[:400]
 
 
 def new_id() -> str:
@@ -48,7 +57,8 @@ class JourneyOps:
 
     # ------------------------------------------------------------------ entering
     def enter(self, session, *, touchpoint, event: dict, customer_id: str | None,
-              flow_run_id: str | None, now: datetime) -> dict[str, Any]:
+              flow_run_id: str | None, now: datetime, unit_id: str | None = None,
+              label: str = "") -> dict[str, Any]:
         from flows.store import audit
         from flows.store.customers import to_view
 
@@ -101,12 +111,21 @@ class JourneyOps:
                      reason=f"{count} member(s), entry key {key}",
                      detail={"event_id": event.get("id"), "event_type": event.get("type"),
                              "members": count})
+        if unit_id and flow_run_id:  # the start is done once its wave is leased, atomically
+            units.lease_new(session, id=wave, kind="wave", touchpoint=touchpoint.name,
+                            journey_id=journey.id, owner=flow_run_id, label=label,
+                            params={"journey_id": journey.id, "customer_id": journey.customer_id})
+            units.complete(session, unit_id, owner=flow_run_id, reason=f"entered journey {journey.id}")
         return {"journey_id": journey.id, "wave": wave, "members": count}
 
     # ------------------------------------------------------------------ resuming
-    def claim(self, session, *, journey_id: str, pointer: str, mode: str, now: datetime) -> dict:
+    def claim(self, session, *, journey_id: str, pointer: str, mode: str, now: datetime,
+              unit_id: str | None = None, flow_run_id: str | None = None,
+              label: str = "") -> dict:
         """Move every member that is due at ``pointer`` into a new wave. Prefect's runner may
-        start a scheduled run a few seconds early (it prefetches), so "due" has a tolerance."""
+        start a scheduled run a few seconds early (it prefetches), so "due" has a tolerance.
+        A run that came too early for every member gives its unit back (it is launched again
+        for the members' due time) instead of finishing it with members left waiting."""
         wave = new_id()
         now = now + CLAIM_TOLERANCE
         result = session.execute(
@@ -120,7 +139,50 @@ class JourneyOps:
             .where(Continuation.journey_id == journey_id, Continuation.pointer == pointer,
                    Continuation.due_at <= now, Continuation.status.in_(("pending", "scheduled")))
             .values(status="done"))
-        return {"wave": wave, "members": result.rowcount or 0}
+        claimed = result.rowcount or 0
+        if unit_id and flow_run_id:
+            early = 0 if claimed else session.scalar(select(func.count()).select_from(Member).where(
+                Member.journey_id == journey_id, Member.status == "waiting",
+                Member.pointer == pointer, Member.resume_mode == mode, Member.due_at > now)) or 0
+            if early:
+                units.release(session, unit_id, flow_run_id,
+                              reason=f"started before {early} member(s) were due")
+            else:
+                if claimed:
+                    units.lease_new(session, id=wave, kind="wave", touchpoint=self._touchpoint_of(
+                        session, journey_id), journey_id=journey_id, owner=flow_run_id,
+                        label=label, params={"journey_id": journey_id})
+                units.complete(session, unit_id, owner=flow_run_id,
+                               reason=f"claimed {claimed} member(s)")
+        return {"wave": wave, "members": claimed}
+
+    @staticmethod
+    def _touchpoint_of(session, journey_id: str) -> str:
+        journey = session.get(Journey, journey_id)
+        return journey.touchpoint if journey else ""
+
+    # ------------------------------------------------------------------ re-driving
+    def split_wave(self, session, *, journey_id: str, wave: str, now: datetime) -> list[dict]:
+        """A wave whose run died: its active members, grouped by where each one stands, each
+        group in a sub-wave of its own (lanes start afresh, as after a claim)."""
+        in_wave = or_(Member.wave == wave, Member.wave.like(f"{wave}.%"))
+        positions = session.execute(
+            select(Member.pointer, Member.resume_mode, func.count())
+            .where(Member.journey_id == journey_id, in_wave, Member.status == "active")
+            .group_by(Member.pointer, Member.resume_mode)).all()
+        groups = []
+        for index, (pointer, mode, count) in enumerate(sorted(
+                positions, key=lambda p: (p[0] or "", p[1] or ""))):
+            sub = f"{wave}.{index}"
+            position = [Member.pointer.is_(None)] if pointer is None else [Member.pointer == pointer]
+            session.execute(update(Member).where(
+                Member.journey_id == journey_id, in_wave, Member.status == "active",
+                *position, Member.resume_mode == mode)
+                .values(wave=sub, lane="", updated_at=now).execution_options(
+                    synchronize_session=False))
+            groups.append({"wave": sub, "pointer": pointer, "mode": mode or "after",
+                           "members": count})
+        return groups
 
     # ------------------------------------------------------------------ selection
     @staticmethod
@@ -154,7 +216,7 @@ class JourneyOps:
                             now=now, session=session)
         kind = get_kind(step.kind)
         try:
-            outcomes = kind.run(config=step, ctx=ctx, members=views)
+            outcomes, failures = self._run_isolated(session, kind, step, ctx, views)
         finally:
             ctx.close()
         tally: dict[str, int] = {}
@@ -164,10 +226,48 @@ class JourneyOps:
             label = self._label(journey, row, step.id)
             tally[type(outcome).__name__.lower()] = tally.get(type(outcome).__name__.lower(), 0) + 1
             self._apply(session, ctx, journey, row, step, lane, outcome, label, now)
+        for member_id, reason in failures.items():
+            row = by_id[member_id]
+            row.status, row.reason, row.updated_at = "failed", reason[:500], now
+            tally["failed"] = tally.get("failed", 0) + 1
+        if failures:
+            from flows.store import audit
+
+            audit.record_many(session, [dict(
+                action="journey.failed", result="failed", actor="system",
+                touchpoint=touchpoint.name, customer_id=by_id[mid].customer_id,
+                journey_id=journey_id, flow_run_id=flow_run_id, at=now,
+                reason=f"step {step.id}: {reason}"[:500], detail={"step": step.id})
+                for mid, reason in failures.items()])
         missing = [r for r in rows if r.customer_id not in customers]
         for row in missing:  # a customer deleted while the journey ran
             row.status, row.reason = "exited", "customer no longer in the directory"
         return {"count": len(rows), "last": rows[-1].id, "outcomes": tally}
+
+    @staticmethod
+    def _run_isolated(session, kind, step, ctx, views: list[MemberView]):
+        """The step over the batch; if it raises, over each member alone, so a member whose
+        data breaks the step fails by itself and the rest of the batch goes on."""
+        try:
+            return kind.run(config=step, ctx=ctx, members=views), {}
+        except Exception as exc:
+            if len(views) <= 1:
+                session.rollback()
+                return {}, {v.id: _describe(exc) for v in views}
+            first = exc
+        session.rollback()  # drop what the failed batch wrote; each member runs again alone
+        log.warning("step %s failed for a batch of %s (%s); running its members one by one",
+                    step.id, len(views), _describe(first))
+        outcomes: dict = {}
+        failures: dict[int, str] = {}
+        for view in views:
+            try:
+                outcomes.update(kind.run(config=step, ctx=ctx, members=[view]))
+                session.flush()
+            except Exception as exc:
+                session.rollback()
+                failures[view.id] = _describe(exc)
+        return outcomes, failures
 
     @staticmethod
     def _label(journey: Journey, member: Member, step_id: str) -> str:
@@ -184,11 +284,16 @@ class JourneyOps:
             return
         results[step.id] = getattr(outcome, "result", {})
         row.results = results
+        # where the member stands, so a run that dies can be driven again from here
+        row.pointer, row.resume_mode = step.id, "after"
         if isinstance(outcome, Next):
             return
         if isinstance(outcome, Route):
             if outcome.arm is not None:
                 row.lane = f"{lane}/{step.id}:{outcome.arm}"
+                arms = [arm_steps for _, arm_steps in step.children()]
+                if outcome.arm < len(arms) and arms[outcome.arm]:
+                    row.pointer, row.resume_mode = arms[outcome.arm][0].id, "at"
             return
         if isinstance(outcome, Exit):
             row.status, row.reason = "exited", outcome.reason

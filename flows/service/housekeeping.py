@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from flows import clock
-from flows.service.deployments import rescue_overdue, schedule_pending
+from flows.engine.redrive import UnitDriver, start_unit_id
 from flows.store.tables import Customer, Event, UTCDateTime
 
 log = logging.getLogger("touchpoints.service")
@@ -24,34 +24,45 @@ class Housekeeper:
     def __init__(self, engine, launcher) -> None:
         self.engine = engine
         self.launcher = launcher
+        self.driver = UnitDriver(engine, launcher)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
+        """The slow loop: triggers and escalations, then whatever they queued is launched."""
+        done = self.triggers(now)
+        done.update(self.drive())
+        return done
+
+    def triggers(self, now: datetime | None = None) -> dict[str, int]:
         now = now or clock.now()
         from flows.engine.dispatch import Dispatcher
 
-        done = {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
-                "scheduled": schedule_pending(self.engine, self.launcher),
-                "rescued": rescue_overdue(self.engine, self.launcher),
+        return {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
                 "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
                 "escalated": self.escalations(now)}
-        return done
+
+    def drive(self) -> dict[str, int]:
+        """The fast loop: launch queued units (new events, continuations), re-drive dead ones."""
+        return {"redriven": self.driver.watch(), "launched": self.driver.launch_queued()}
 
     # ------------------------------------------------------------------ synthetic trigger events
     def _fire(self, tp, customer_id: str, event_id: str, data: dict, now: datetime) -> bool:
-        """Store the trigger in the inbox (its id is the dedup key), then start the journey."""
+        """Store the trigger in the inbox (its id is the dedup key) with the unit that starts
+        the journey, in one transaction; the unit driver launches it."""
+        from flows.engine import units
+
         event_type = f"{tp.trigger.kind}.trigger"
+        event = {"id": event_id, "type": event_type, "customer_id": customer_id,
+                 "occurred_at": now.isoformat(), "data": data}
         with self.engine.store.session() as session:
             if session.get(Event, event_id) is not None:
                 return False
             session.add(Event(id=event_id, type=event_type, customer_id=customer_id, data=data,
                               occurred_at=now, received_at=now, source="scheduler",
-                              status="received", result={"started": [tp.name]}))
-        event = {"id": event_id, "type": event_type, "customer_id": customer_id,
-                 "occurred_at": now.isoformat(), "data": data}
-        self.launcher.start(tp.name, event=event, customer_id=customer_id, label=customer_id)
-        with self.engine.store.session() as session:
-            row = session.get(Event, event_id)
-            row.status, row.dispatched_at = "dispatched", clock.now()
+                              status="dispatched", dispatched_at=now,
+                              result={"started": [tp.name]}))
+            units.queue(session, id=start_unit_id(tp.name, event_id), kind="start",
+                        touchpoint=tp.name, label=customer_id,
+                        params={"event": event, "customer_id": customer_id})
         return True
 
     def _customers(self, session, batch: int = 500):

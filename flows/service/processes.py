@@ -3,7 +3,6 @@ it is SIGKILLed, through PR_SET_PDEATHSIG), logged to files, stopped by their PI
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -13,14 +12,11 @@ from pathlib import Path
 
 import httpx
 
-PR_SET_PDEATHSIG = 1
+from flows.engine.entry import die_with_parent
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: the supervisor still stops children on a normal exit
-        pass
+    die_with_parent()
     os.setsid()
 
 

@@ -17,6 +17,10 @@ from flows.settings import Settings
 
 log = logging.getLogger("touchpoints.service")
 HOUSEKEEPING_SECONDS = 5.0
+#: how often queued units are launched and dead ones looked for
+DRIVE_SECONDS = 0.5
+#: the longest back-off after repeated failures of a loop (the loop never gives up)
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -93,7 +97,8 @@ class Supervisor:
         from flows.service.deployments import DeploymentLauncher
         from flows.web.app import create_app
 
-        app = create_app(engine, Dispatcher(engine, DeploymentLauncher()))
+        # the intake is an outbox: events and their units are stored, Prefect is not called
+        app = create_app(engine, Dispatcher(engine, DeploymentLauncher(), outbox=True))
         config = uvicorn.Config(app, host=self.settings.web_host, port=self.settings.web_port,
                                 log_level="warning", access_log=False, lifespan="on")
         self.web_server = uvicorn.Server(config)
@@ -107,21 +112,36 @@ class Supervisor:
                                hint=f"is port {self.settings.web_port} taken? set TOUCHPOINTS_WEB_PORT")
         return url
 
-    def _housekeeping(self, engine) -> None:
+    def _loop(self, engine, part: str, every: float, work) -> None:
+        """Run ``work`` every ``every`` seconds until serve stops. A failure (a locked database,
+        an exhausted pool, Prefect busy) is retried with back-off and shows in /healthz; it
+        never stops the service."""
+        failures = 0
+        wait = 0.0
+        while not self.stopping.wait(wait):
+            try:
+                work()
+                failures, wait = 0, every
+                engine.health[part] = {"ok": True, "failures": 0}
+            except Exception as exc:
+                failures += 1
+                wait = min(MAX_BACKOFF_SECONDS, every * 2 ** min(failures, 8))
+                engine.health[part] = {"ok": False, "failures": failures,
+                                       "error": f"{type(exc).__name__}: {exc}"[:300],
+                                       "retry_in_s": round(wait, 1)}
+                log.warning("%s failed (%s in a row, retrying in %.1fs): %s", part, failures,
+                            wait, exc)
+
+    def _start_loops(self, engine) -> None:
         from flows.service.deployments import DeploymentLauncher
         from flows.service.housekeeping import Housekeeper
 
-        keeper = Housekeeper(engine, DeploymentLauncher())
-        failures = 0
-        while not self.stopping.wait(HOUSEKEEPING_SECONDS):
-            try:
-                keeper.tick()
-                failures = 0
-            except Exception as exc:  # a passing fault (e.g. Prefect busy) is retried next tick
-                failures += 1
-                log.warning("housekeeping failed (%s in a row): %s", failures, exc)
-                if failures >= 12:
-                    raise
+        self.keeper = Housekeeper(engine, DeploymentLauncher())
+        for part, every, work in (("housekeeping", HOUSEKEEPING_SECONDS, self.keeper.triggers),
+                                  ("dispatch", DRIVE_SECONDS, self.keeper.drive)):
+            thread = _Thread(part, lambda p=part, e=every, w=work: self._loop(engine, p, e, w))
+            thread.start()
+            self.threads.append(thread)
 
     def _wait_for_deployments(self, engine, runner: ChildProcess, timeout: float = 180) -> None:
         """Ready means every touch point's deployment is registered: only then can events start
@@ -202,9 +222,7 @@ class Supervisor:
         self.children.append(runner)
         self._wait_for_deployments(engine, runner)
         web_url = self._start_web(engine)
-        keeper = _Thread("housekeeping", lambda: self._housekeeping(engine))
-        keeper.start()
-        self.threads.append(keeper)
+        self._start_loops(engine)
         key = self._api_key(engine)
         ui = api.removesuffix("/api")
         write_service_info(self.settings, ServiceInfo(pid=os.getpid(), web_url=web_url, prefect_url=ui,
@@ -242,16 +260,31 @@ class Supervisor:
         return 0
 
     def stop(self) -> None:
+        """Intake first, then the loops, then the runner; runs it left Pending or Running end
+        as Crashed and their units wait for the next start; the Prefect server goes last."""
         from flows.cli.remote import remove_service_info
 
         self.stopping.set()
         if self.web_server is not None:
             self.web_server.should_exit = True
+        for thread in self.threads:
+            thread.join(timeout=10)
+        server = [c for c in self.children if c.name == "prefect server"]
         for child in reversed(self.children):
+            if child not in server:
+                child.stop()
+        keeper = getattr(self, "keeper", None)
+        if keeper is not None:
+            try:
+                settled = keeper.driver.settle_on_stop()
+                if settled:
+                    log.info("%s run(s) still in flight ended as Crashed; they resume at the "
+                             "next start", settled)
+            except Exception as exc:  # the server may be gone already (a dying part)
+                log.warning("could not settle the runs in flight: %s", exc)
+        for child in server:
             child.stop()
         if self.catcher is not None:
             self.catcher.stop()
-        for thread in self.threads:
-            thread.join(timeout=10)
         self._revoke_key()
         remove_service_info(self.settings, os.getpid())

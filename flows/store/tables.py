@@ -186,6 +186,35 @@ class Continuation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WorkUnit(Base):
+    """A unit of work that a flow run drives: a journey start, a resumption, or a wave of
+    members walking the steps. The store, not Prefect, says where it stands: a unit is
+    ``queued`` (no run yet), ``launched`` (a Prefect run was created for it), ``leased`` (a
+    live run holds it until ``lease_expires_at``, renewed by its heartbeat) or ``done``. A unit
+    whose lease expired, or whose run ended without finishing it, is driven again.
+    Lease times are wall-clock time, never the journey clock."""
+
+    __tablename__ = "work_units"
+    id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # start|resume|wave
+    touchpoint: Mapped[str] = mapped_column(String(128))
+    journey_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    label: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    due_at: Mapped[datetime | None]  # journey time: when the run should start
+    owner: Mapped[str | None] = mapped_column(String(64))  # the flow run holding the lease
+    lease_expires_at: Mapped[datetime | None]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    launched_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_work_units_status", "status", "lease_expires_at"),)
+
+
 class Delivery(Base):
     """The send ledger: one row per (journey, step, recipient[, key]) so nothing goes twice."""
 

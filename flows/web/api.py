@@ -119,6 +119,19 @@ def validation_error(errors: list[dict], hint: str | None = None) -> ApiError:
     return ApiError(422, "invalid_field", message, hint=hint, extra={"fields": fields})
 
 
+#: seconds a client should wait before retrying a 503
+RETRY_AFTER = "2"
+
+
+def _overloaded(exc: BaseException) -> bool:
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
+
+
 def exception_response(exc: Exception) -> JSONResponse:
     """The JSON answer for any exception raised while handling an /api request."""
     if isinstance(exc, ApiError):
@@ -135,7 +148,12 @@ def exception_response(exc: Exception) -> JSONResponse:
                               hint=exc.hint or "the event data lacks what a trigger filter needs")
     if isinstance(exc, (StoreError, ServiceError)):
         log.warning("API request failed: %s", exc.message)
-        return error_response(503, "unavailable", exc.message, hint=exc.hint)
+        return error_response(503, "unavailable", exc.message, hint=exc.hint,
+                              headers={"Retry-After": RETRY_AFTER})
+    if _overloaded(exc):  # a locked database or an exhausted pool: busy, not broken
+        log.warning("API request refused under load: %s", type(exc).__name__)
+        return error_response(503, "overloaded", "the service is busy; try again shortly",
+                              hint=f"retry after {RETRY_AFTER} s", headers={"Retry-After": RETRY_AFTER})
     if isinstance(exc, ConfigError):
         log.error("API request failed on the configuration: %s", exc.message)
         return error_response(500, "config_error", "the service's configuration is invalid",
@@ -343,9 +361,14 @@ Caller = Annotated[Principal, Depends(require_api_key)]
 
 
 @health_router.get("/healthz")
-async def healthz() -> dict:
-    """Liveness for `touchpoints emit` and load balancers; no key needed."""
-    return {"ok": True}
+async def healthz(request: Request) -> dict:
+    """Liveness for `touchpoints emit` and load balancers; no key needed. The web app answers
+    while a background part retries a fault (a locked database, Prefect busy): ``ok`` stays
+    true and ``parts`` says which part is retrying and why."""
+    engine = getattr(request.app.state, "engine", None)
+    parts = dict(getattr(engine, "health", {}) or {})
+    return {"ok": True, "degraded": any(not p.get("ok", True) for p in parts.values()),
+            "parts": parts}
 
 
 # ---- events

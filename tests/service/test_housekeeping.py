@@ -16,11 +16,14 @@ class RecordingLauncher:
     def __init__(self) -> None:
         self.starts: list[dict] = []
 
-    def start(self, touchpoint, *, event, customer_id, label):
+    def start(self, touchpoint, *, event, customer_id, label, **unit):
         self.starts.append({"touchpoint": touchpoint, "customer_id": customer_id, "event": event})
         return {}
 
     def resume(self, *args, **kwargs):
+        return {}
+
+    def run_states(self, flow_run_ids):
         return {}
 
 
@@ -59,6 +62,7 @@ def test_a_renewal_fires_once_for_a_customer_90_days_before_contract_end(keeper)
     second = housekeeper.date_triggers(NOW + timedelta(minutes=5))
 
     assert first == 1 and second == 0
+    assert housekeeper.drive()["launched"] == 1  # the trigger's unit becomes a run
     assert [(s["touchpoint"], s["customer_id"]) for s in launcher.starts] == [("renewal", "R-1")]
     with engine.store.session() as session:
         assert session.get(Event, launcher.starts[0]["event"]["id"]).status == "dispatched"
@@ -69,6 +73,7 @@ def test_a_renewal_that_fell_due_while_the_service_was_down_still_fires(keeper):
     add_customer(engine, "R-3", contract_end=(NOW + timedelta(days=87)).date(), last_contact=NOW)
 
     assert housekeeper.date_triggers(NOW) == 1  # three days late, inside the catch-up window
+    housekeeper.drive()
     assert launcher.starts[0]["customer_id"] == "R-3"
 
 
@@ -79,6 +84,7 @@ def test_inactivity_fires_once_per_silence_and_not_for_customers_we_spoke_to(kee
 
     assert housekeeper.inactivity_triggers(NOW) == 1
     assert housekeeper.inactivity_triggers(NOW + timedelta(hours=1)) == 0
+    housekeeper.drive()
     assert [(s["touchpoint"], s["customer_id"]) for s in launcher.starts] == [("check-in", "Q-1")]
 
 

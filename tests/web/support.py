@@ -24,13 +24,14 @@ class RecordingLauncher:
         self.started: list[dict[str, Any]] = []
         self.resumed: list[dict[str, Any]] = []
 
-    def start(self, touchpoint: str, *, event: dict, customer_id: str | None, label: str) -> Any:
+    def start(self, touchpoint: str, *, event: dict, customer_id: str | None, label: str,
+              **unit: Any) -> Any:
         self.started.append({"touchpoint": touchpoint, "event": event, "customer_id": customer_id,
                              "label": label})
         return {}
 
     def resume(self, touchpoint: str, *, journey_id: str, pointer: str, mode: str, label: str,
-               customer_id: str | None, continuation: str) -> Any:
+               customer_id: str | None, continuation: str, **unit: Any) -> Any:
         self.resumed.append({"touchpoint": touchpoint, "journey_id": journey_id, "pointer": pointer,
                              "mode": mode, "customer_id": customer_id})
         return {}

@@ -72,7 +72,7 @@ def test_a_key_works_as_bearer_token_or_in_x_api_key(client, engine):
 def test_healthz_needs_no_key(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"ok": True}
+    assert response.json() == {"ok": True, "degraded": False, "parts": {}}
 
 
 # ---------------------------------------------------------------------- HMAC signatures

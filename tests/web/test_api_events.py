@@ -42,10 +42,10 @@ class StoreCheckingLauncher(RecordingLauncher):
         self.engine = engine
         self.stored_first: list[bool] = []
 
-    def start(self, touchpoint, *, event, customer_id, label):
+    def start(self, touchpoint, *, event, customer_id, label, **unit):
         with self.engine.store.session() as session:  # a new session sees only committed rows
             self.stored_first.append(session.get(Event, event["id"]) is not None)
-        return super().start(touchpoint, event=event, customer_id=customer_id, label=label)
+        return super().start(touchpoint, event=event, customer_id=customer_id, label=label, **unit)
 
 
 class FailingLauncher(RecordingLauncher):
