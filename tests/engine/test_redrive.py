@@ -1,0 +1,124 @@
+"""A crash mid-fan-out loses nobody: the store's leases say where every member stands, and the
+unit driver drives a dead run's wave again from there. Accepted events are an outbox. A step
+that breaks for one member fails that member alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from flows.store.tables import AuditRow, Delivery, Event, Member, WorkUnit
+from tests.engine.test_journeys import mail_to
+
+NORTH = ["C-1001", "C-1004", "C-1007"]  # a few of the north region's sample customers
+
+
+class Crash(BaseException):
+    """The process dying: not an Exception, so nothing in the engine catches it."""
+
+
+def north_addresses(engine) -> list[str]:
+    from flows.store.tables import Customer
+
+    with engine.store.session() as session:
+        return list(session.scalars(select(Customer.email).where(Customer.region == "north")))
+
+
+def expire_leases(engine) -> None:
+    """What time does to the leases of a run whose process is gone."""
+    with engine.store.session() as session:
+        session.execute(update(WorkUnit).where(WorkUnit.status == "leased")
+                        .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+
+
+def test_a_run_killed_mid_fan_out_is_driven_again_and_every_customer_gets_one_notice(
+        engine, emit, smtp_server, monkeypatch):
+    from flows.engine.core import MailSession
+    from flows.engine.launch import InProcessLauncher
+    from flows.engine.redrive import UnitDriver
+    from flows.store import audit
+
+    real_send, sent = MailSession.send, []
+
+    def dies_on_the_fourth(self, message):
+        if len(sent) == 3:
+            raise Crash("kill -9")
+        sent.append(message["To"])
+        return real_send(self, message)
+
+    monkeypatch.setattr(MailSession, "send", dies_on_the_fourth)
+    with pytest.raises(BaseException):
+        emit("outage.declared", regions=["north"], outage_id="OUT-7")
+    assert len(smtp_server.messages) == 3
+    monkeypatch.setattr(MailSession, "send", real_send)
+
+    driver = UnitDriver(engine, InProcessLauncher())
+    assert driver.watch() == 0  # the lease is still live: nobody steals it
+    expire_leases(engine)
+    assert driver.watch() == 1 and driver.launch_queued() == 1
+
+    addresses = north_addresses(engine)
+    for address in addresses:
+        assert len(mail_to(smtp_server, address)) == 1, address
+    with engine.store.session() as session:
+        assert session.scalar(select(Member).where(Member.status == "active")) is None
+        ledger = session.scalars(select(Delivery).where(Delivery.step_id == "outage_acknowledged")).all()
+        assert {row.status for row in ledger} == {"sent"} and len(ledger) == len(addresses)
+        ids = {row.recipient: row.message_id for row in ledger}
+        assert session.scalars(select(WorkUnit.status)).all() and all(
+            status == "done" for status in session.scalars(select(WorkUnit.status)))
+        assert audit.verify(session).ok
+    for message in smtp_server.messages:  # the one in flight went again with its Message-ID
+        to = message.envelope_to[0]
+        if to in ids:
+            assert message.message["Message-ID"] == ids[to]
+
+
+def test_a_step_that_breaks_for_one_member_fails_that_member_and_the_batch_goes_on(
+        engine, emit, smtp_server, monkeypatch):
+    from flows.engine.delivery import Deliverer
+
+    real_send = Deliverer.send
+
+    def breaks_for_one(self, ctx, member, **kwargs):
+        if member.customer.id == "C-1001":
+            raise ValueError("the template cannot handle this customer")
+        return real_send(self, ctx, member, **kwargs)
+
+    monkeypatch.setattr(Deliverer, "send", breaks_for_one)
+    emit("outage.declared", regions=["north"], outage_id="OUT-8")
+
+    others = [a for a in north_addresses(engine) if a != "zoe.harper@example.com"]
+    assert others and all(len(mail_to(smtp_server, a)) == 1 for a in others)
+    assert mail_to(smtp_server, "zoe.harper@example.com") == []
+    with engine.store.session() as session:
+        failed = session.scalar(select(Member).where(Member.customer_id == "C-1001"))
+        assert failed.status == "failed" and "cannot handle this customer" in failed.reason
+        row = session.scalar(select(AuditRow).where(AuditRow.action == "journey.failed"))
+        assert row.customer_id == "C-1001" and "outage_acknowledged" in row.reason
+
+
+def test_the_service_intake_stores_the_event_and_its_units_without_calling_prefect(engine):
+    from flows.engine.dispatch import Dispatcher
+    from flows.engine.redrive import UnitDriver
+    from tests.web.support import RecordingLauncher
+
+    launcher = RecordingLauncher()
+    result = Dispatcher(engine, launcher, outbox=True).emit(
+        type="contract.signed", customer_id="C-1001", data={"plan": "Fibre 500"},
+        event_id="crm-1", source="test")
+
+    assert [s["touchpoint"] for s in result.started] == ["sale"]
+    assert launcher.started == []  # nothing reached Prefect while the caller waited
+    with engine.store.session() as session:
+        assert session.get(Event, "crm-1").status == "dispatched"
+        unit = session.get(WorkUnit, "start:sale:crm-1")
+        assert unit.status == "queued" and unit.params["customer_id"] == "C-1001"
+
+    launcher.run_states = lambda ids: {}
+    assert UnitDriver(engine, launcher).launch_queued() == 1
+    assert [s["touchpoint"] for s in launcher.started] == ["sale"]
+    with engine.store.session() as session:
+        assert session.get(WorkUnit, "start:sale:crm-1").status == "launched"
