@@ -64,3 +64,15 @@ class AuditIntegrityError(TouchpointsError):
 
 class ServiceError(TouchpointsError):
     """The running service (`touchpoints serve`) failed or could not be reached."""
+
+
+class EventDataError(TouchpointsError):
+    """An event's data does not satisfy its contract in the events: catalogue."""
+
+    def __init__(self, event_type: str, problems: dict[str, str]) -> None:
+        self.event_type = event_type
+        self.problems = problems
+        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        super().__init__(f"{event_type} data refused: {lines}",
+                         hint=f"send the fields declared under events.{event_type}.fields "
+                              "in touchpoints.yaml")

@@ -14,6 +14,7 @@ from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from flows.config.contracts import FieldSpec
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -193,6 +194,19 @@ class EventType(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
     example: dict[str, Any] = Field(default_factory=dict)
+    fields: dict[str, FieldSpec] = Field(default_factory=dict,
+                                         description="The data contract: each field's type, "
+                                                     "whether it is required, what it means.")
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> EventType:
+        from flows.config.contracts import check_data
+
+        _, problems = check_data(self.fields, self.example)
+        if problems:
+            raise ValueError("the example does not satisfy the fields: " + "; ".join(
+                f"{k}: {v}" for k, v in problems.items()))
+        return self
 
 
 #: events the engine itself emits; always in the catalogue, declared or not
