@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     smtp_retries: int = Field(3, description="Attempts for a temporary (4xx) SMTP failure.")
     smtp_backoff_seconds: float = Field(2.0, description="First back-off after a 4xx; doubles each retry.")
     smtp_timeout_seconds: float = 30.0
+    audit_key: str | None = Field(
+        None, description="Keys the audit chain (HMAC); default derived from the secret key.")
+    audit_previous_keys: list[str] = Field(
+        default_factory=list,
+        description="Audit keys used before the current one, oldest first (key rotation).")
+    audit_checkpoint_seconds: float = Field(
+        300.0, description="How often serve writes a signed audit checkpoint.")
 
     @property
     def templates_dir(self) -> Path:
@@ -68,9 +75,10 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / "secret.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            from flows.private import private_dir, write_private
+
+            private_dir(path.parent)
+            write_private(path, secrets.token_urlsafe(48), exclusive=True)
         return path.read_text().strip()
 
 

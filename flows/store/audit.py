@@ -14,12 +14,24 @@ transaction. ``verify`` walks the chain in seq order, streaming, and names the f
 Anything that keeps the chain valid can only be an honest append: a forger would have to
 rewrite every later row, which the head hash printed by ``touchpoints audit verify`` exposes
 when it is kept elsewhere.
+
+Keyed and anchored: the hash is ``HMAC-SHA256(audit key, prev_hash + canonical JSON)``. The
+audit key is never in the database: it is ``TOUCHPOINTS_AUDIT_KEY``, else derived from the
+secret key (``TOUCHPOINTS_SECRET_KEY`` or ``data/secret.key``). Someone who can write the
+database but not read the key cannot make a row that verifies, so an edit, an insert or a forged
+append is named at the row itself. Deleting the newest rows leaves a valid chain, so signed
+checkpoints (row count, head hash, time; HMAC under the audit key) are appended to
+``data/audit-checkpoints.jsonl`` by ``write_checkpoint``; ``verify`` checks the chain reaches the
+latest one. Rotation: ``TOUCHPOINTS_AUDIT_PREVIOUS_KEYS`` lists old keys, oldest first; each row
+must verify under a key no older than the row before it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -72,8 +84,45 @@ def canonical(fields: Mapping[str, Any]) -> str:
                       allow_nan=False)
 
 
-def row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
+def row_hash(prev_hash: str, fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The keyed hash of a row; ``key`` defaults to the current audit key."""
+    if key is None:
+        key = current_key()
+    return hmac.new(key, (prev_hash + canonical(fields)).encode("utf-8"),
+                    hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------- keys
+_KEY_LABEL = b"touchpoints audit chain v1"
+_override: list[bytes] | None = None
+
+
+def derive_key(secret: str) -> bytes:
+    """The audit key made from a secret (the secret key or TOUCHPOINTS_AUDIT_KEY)."""
+    return hmac.new(secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def keys(settings=None) -> list[bytes]:
+    """Audit keys, oldest first; the last is the one new rows are written with."""
+    if _override is not None and settings is None:
+        return list(_override)
+    if settings is None:
+        from flows.settings import get_settings
+
+        settings = get_settings()
+    current = settings.audit_key or settings.signing_key()
+    return [derive_key(old) for old in settings.audit_previous_keys] + [derive_key(current)]
+
+
+def current_key(settings=None) -> bytes:
+    return keys(settings)[-1]
+
+
+def use_keys(secrets_oldest_first: list[str] | None) -> None:
+    """Pin the audit keys (tests, tools working on a copy); None goes back to the settings."""
+    global _override
+    _override = None if secrets_oldest_first is None else [derive_key(s) for s in
+                                                            secrets_oldest_first]
 
 
 def iso_utc(value: datetime) -> str:
@@ -165,11 +214,12 @@ def _chain(session: Session, rows: Iterable[Mapping[str, Any]]) -> list[dict[str
     last = session.execute(select(AuditRow.seq, AuditRow.hash)
                            .order_by(AuditRow.seq.desc()).limit(1)).first()
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    key = current_key()
     for fields in prepared:
         seq += 1
         fields["seq"] = seq
         fields["prev_hash"] = prev
-        fields["hash"] = prev = row_hash(prev, fields)
+        fields["hash"] = prev = row_hash(prev, fields, key)
     return prepared
 
 
@@ -230,17 +280,35 @@ def _stream(session: Session, *, after: int = 0, upto: int | None = None) -> Ite
     return session.execute(stmt.execution_options(yield_per=STREAM_BATCH))
 
 
-def verify(session: Session) -> VerifyResult:
+def _match(prev: str, fields: Mapping[str, Any], stored: str, chain_keys: list[bytes],
+           start: int) -> int | None:
+    """Index of the first key from ``start`` under which the row hashes to ``stored``."""
+    for index in range(start, len(chain_keys)):
+        if hmac.compare_digest(row_hash(prev, fields, chain_keys[index]), stored):
+            return index
+    return None
+
+
+def verify(session: Session, *, checkpoint: Mapping[str, Any] | None = None,
+           expect: str | None = None, chain_keys: list[bytes] | None = None) -> VerifyResult:
     """Walk the whole chain in seq order (streamed, never all in memory) and report the first
-    row that was edited, deleted, reordered or inserted."""
-    checked = 0
+    row that was edited, deleted, reordered or inserted. With ``checkpoint`` (see
+    ``latest_checkpoint``) the chain must reach its row with its hash, so a truncated tail is
+    found; ``expect`` is a head the operator kept (``HASH`` or ``SEQ:HASH``)."""
+    chain_keys = chain_keys or keys()
+    checked, key_index = 0, 0
     expected_seq, prev_hash, before_prev = 1, GENESIS, None
+    seen_expect = False
+    want_seq, want_hash = _parse_expect(expect)
+    anchor = (int(checkpoint["seq"]), str(checkpoint["hash"])) if checkpoint else None
     for row in _stream(session):
         fields = row._mapping
         if row.seq != expected_seq:
             return _bad(checked, expected_seq, "deleted", _gap(expected_seq, row.seq))
-        if row_hash(row.prev_hash, fields) != row.hash:
-            return _diagnose_content(session, checked, row)
+        found = _match(row.prev_hash, fields, row.hash, chain_keys, key_index)
+        if found is None:
+            return _diagnose_content(session, checked, row, chain_keys[key_index:])
+        key_index = found
         if row.prev_hash != prev_hash:
             if before_prev is not None and row.prev_hash == before_prev:
                 return _bad(checked, row.seq - 1, "inserted",
@@ -249,11 +317,88 @@ def verify(session: Session) -> VerifyResult:
             return _bad(checked, row.seq, "deleted",
                         f"row {row.seq} does not link to row {row.seq - 1}: rows between "
                         f"them were deleted, or row {row.seq - 1} was rewritten")
+        if anchor and row.seq == anchor[0] and row.hash != anchor[1]:
+            return _bad(checked, row.seq, "edited",
+                        f"row {row.seq} is not the row the checkpoint signed")
+        if want_hash and row.hash == want_hash and (want_seq is None or want_seq == row.seq):
+            seen_expect = True
         checked += 1
         before_prev, prev_hash, expected_seq = prev_hash, row.hash, row.seq + 1
+    last = expected_seq - 1
+    if anchor and anchor[0] > last:
+        return _bad(checked, last + 1, "deleted",
+                    f"rows {last + 1} to {anchor[0]} are missing: the checkpoint of "
+                    f"{checkpoint.get('at', '?')} signed {anchor[0]} rows (truncated tail)")
+    if want_hash and not seen_expect:
+        where = last + 1 if want_seq is None or want_seq > last else want_seq
+        return _bad(checked, where, "deleted",
+                    f"the head you kept ({expect}) is not in the chain: rows were deleted or "
+                    "rewritten")
     return VerifyResult(ok=True, checked=checked, message=f"audit trail intact: {checked} rows",
-                        last_seq=expected_seq - 1 if checked else None,
+                        last_seq=last if checked else None,
                         last_hash=prev_hash if checked else None)
+
+
+def _parse_expect(expect: str | None) -> tuple[int | None, str | None]:
+    if not expect:
+        return None, None
+    text_ = expect.strip().lstrip("#")
+    if ":" in text_:
+        seq, _, digest = text_.partition(":")
+        if seq.strip().isdigit():
+            return int(seq), digest.strip().lower()
+    return None, text_.lower()
+
+
+# --------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FILE = "audit-checkpoints.jsonl"
+
+
+def _checkpoint_sig(body: Mapping[str, Any], key: bytes) -> str:
+    payload = json.dumps({k: body[k] for k in ("seq", "hash", "at")}, sort_keys=True,
+                         separators=(",", ":"))
+    return hmac.new(key, b"checkpoint:" + payload.encode(), hashlib.sha256).hexdigest()
+
+
+def head(session: Session) -> tuple[int, str]:
+    last = session.execute(select(AuditRow.seq, AuditRow.hash)
+                           .order_by(AuditRow.seq.desc()).limit(1)).first()
+    return (last.seq, last.hash) if last else (0, GENESIS)
+
+
+def write_checkpoint(store, settings) -> dict[str, Any]:
+    """Append a signed checkpoint of the current head to data/audit-checkpoints.jsonl (0600).
+    Cheap (one indexed read); the service calls it at an interval and at every stop."""
+    from flows.private import FILE_MODE, private_dir
+
+    with store.read_session() as session:
+        seq, digest = head(session)
+    body: dict[str, Any] = {"seq": seq, "hash": digest, "at": iso_utc(utcnow())}
+    body["sig"] = _checkpoint_sig(body, current_key(settings))
+    folder = private_dir(settings.data_dir)
+    fd = os.open(folder / CHECKPOINT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(body, sort_keys=True) + "\n")
+    return body
+
+
+def latest_checkpoint(settings) -> dict[str, Any] | None:
+    """The newest checkpoint whose signature verifies under an audit key, or None."""
+    path = settings.data_dir / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    chain_keys = keys(settings)
+    best = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            body = json.loads(line)
+            good = any(hmac.compare_digest(_checkpoint_sig(body, k), str(body.get("sig", "")))
+                       for k in chain_keys)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if good and (best is None or int(body["seq"]) >= int(best["seq"])):
+            best = body
+    return best
 
 
 def _gap(expected: int, found: int) -> str:
@@ -271,7 +416,7 @@ def _bad(checked: int, seq: int, problem: str, message: str) -> VerifyResult:
                         message=message)
 
 
-def _written_as(row: Any) -> int | None:
+def _written_as(row: Any, chain_keys: list[bytes]) -> int | None:
     """The seq a row's content was written with, if it lies within REORDER_WINDOW of where it
     is now (the hash covers seq, so only the original seq makes it match)."""
     fields = dict(row._mapping)
@@ -280,14 +425,15 @@ def _written_as(row: Any) -> int | None:
             if candidate < 1:
                 continue
             fields["seq"] = candidate
-            if row_hash(row.prev_hash, fields) == row.hash:
+            if _match(row.prev_hash, fields, row.hash, chain_keys, 0) is not None:
                 return candidate
     return None
 
 
-def _diagnose_content(session: Session, checked: int, row: Any) -> VerifyResult:
+def _diagnose_content(session: Session, checked: int, row: Any,
+                      chain_keys: list[bytes]) -> VerifyResult:
     """Row ``row.seq`` does not hash to its stored hash: an edit, or a row moved here."""
-    origin = _written_as(row)
+    origin = _written_as(row, chain_keys)
     if origin is None:
         return _bad(checked, row.seq, "edited",
                     f"row {row.seq} was edited: its content no longer matches its hash")
@@ -300,7 +446,7 @@ def _diagnose_content(session: Session, checked: int, row: Any) -> VerifyResult:
     for later in _stream(session, after=row.seq, upto=row.seq + REORDER_WINDOW):
         fields = dict(later._mapping)
         fields["seq"] = row.seq
-        if row_hash(later.prev_hash, fields) == later.hash:
+        if _match(later.prev_hash, fields, later.hash, chain_keys, 0) is not None:
             return _bad(checked, row.seq, "reordered",
                         f"rows {row.seq} and {later.seq} were reordered: row {row.seq} holds "
                         f"the entry written as row {origin}, and row {later.seq} the entry "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,7 +30,7 @@ def check(store) -> audit.VerifyResult:
         return audit.verify(session)
 
 
-def test_the_hash_is_sha256_of_the_previous_hash_and_the_canonical_json(store):
+def test_the_hash_is_an_hmac_under_the_audit_key_of_the_previous_hash_and_the_canonical_json(store):
     with store.session() as session:
         row = audit.record(session, action="customers.imported", result="imported",
                            actor="cli:ops", reason="Zoë's file", at=T0,
@@ -40,7 +41,9 @@ def test_the_hash_is_sha256_of_the_previous_hash_and_the_canonical_json(store):
         '"journey_id":null,"reason":"Zoë\'s file","result":"imported","seq":1,"step":null,'
         '"touchpoint":null}')
     assert row.prev_hash == audit.GENESIS
-    assert row.hash == hashlib.sha256((audit.GENESIS + expected_json).encode()).hexdigest()
+    assert row.hash == hmac.new(audit.current_key(), (audit.GENESIS + expected_json).encode(),
+                                hashlib.sha256).hexdigest()
+    assert row.hash != hashlib.sha256((audit.GENESIS + expected_json).encode()).hexdigest()
     with store.session() as session:
         second = audit.record(session, action="x", result="ok", actor=audit.SYSTEM, at=T0)
         stored = session.get(AuditRow, 1)
