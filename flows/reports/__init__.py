@@ -1,0 +1,1 @@
+"""Quality-of-service reports: figures from SQL aggregates over the store."""

@@ -1,0 +1,148 @@
+"""The report's figures, each one GROUP BY query over the store (never whole ORM rows).
+
+Medians are computed in Python over one bounded, aggregated column stream (two timestamps per
+task), never over loaded rows. Works on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from statistics import median
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from flows.store.tables import AuditRow, Delivery, Journey, Member, Survey, Task
+
+DETRACTOR_LIMIT = 50
+
+
+def _since(column, since: datetime | None):
+    return [column >= since] if since is not None else []
+
+
+def _tp(column, touchpoint: str | None):
+    return [column == touchpoint] if touchpoint else []
+
+
+def journeys(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    q = (select(Journey.touchpoint, Journey.status, func.count())
+         .where(*_since(Journey.started_at, since), *_tp(Journey.touchpoint, touchpoint))
+         .group_by(Journey.touchpoint, Journey.status))
+    for tp, status, n in session.execute(q):
+        entry = out.setdefault(tp, {"started": 0, "by_status": {}, "members": {}, "exits": {},
+                                    "goals": 0})
+        entry["started"] += n
+        entry["by_status"][status] = n
+    q = (select(Journey.touchpoint, Member.status, func.count())
+         .join(Journey, Journey.id == Member.journey_id)
+         .where(*_since(Journey.started_at, since), *_tp(Journey.touchpoint, touchpoint))
+         .group_by(Journey.touchpoint, Member.status))
+    for tp, status, n in session.execute(q):
+        out.setdefault(tp, {"started": 0, "by_status": {}, "members": {}, "exits": {},
+                            "goals": 0})["members"][status] = n
+    q = (select(AuditRow.touchpoint, AuditRow.result, AuditRow.reason, func.count())
+         .where(AuditRow.result.in_(("goal", "exited")), AuditRow.touchpoint.is_not(None),
+                *_since(AuditRow.at, since), *_tp(AuditRow.touchpoint, touchpoint))
+         .group_by(AuditRow.touchpoint, AuditRow.result, AuditRow.reason))
+    for tp, result, reason, n in session.execute(q):
+        entry = out.setdefault(tp, {"started": 0, "by_status": {}, "members": {}, "exits": {},
+                                    "goals": 0})
+        if result == "goal":
+            entry["goals"] += n
+        entry["exits"][reason or result] = entry["exits"].get(reason or result, 0) + n
+    return out
+
+
+def emails(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
+    """{touchpoint: {step: {status: {reason: n}}}}"""
+    out: dict[str, dict[str, Any]] = {}
+    q = (select(Delivery.touchpoint, Delivery.step_id, Delivery.status, Delivery.reason,
+                func.count())
+         .where(*_since(Delivery.created_at, since), *_tp(Delivery.touchpoint, touchpoint))
+         .group_by(Delivery.touchpoint, Delivery.step_id, Delivery.status, Delivery.reason))
+    for tp, step, status, reason, n in session.execute(q):
+        by_reason = out.setdefault(tp, {}).setdefault(step, {}).setdefault(status, {})
+        by_reason[reason or ""] = by_reason.get(reason or "", 0) + n
+    return out
+
+
+def surveys(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
+    """{touchpoint: {step: {question, sent, answered, response_rate, nps|csat, n}}}"""
+    answered = Survey.answered_at.is_not(None)
+    q = (select(Survey.touchpoint, Survey.step_id, Survey.question, func.count(),
+                func.count(Survey.answered_at),
+                func.sum(case((and_(answered, Survey.score >= 9), 1), else_=0)),
+                func.sum(case((and_(answered, Survey.score <= 6), 1), else_=0)),
+                func.sum(case((and_(answered, Survey.score >= 4), 1), else_=0)))
+         .where(*_since(Survey.created_at, since), *_tp(Survey.touchpoint, touchpoint))
+         .group_by(Survey.touchpoint, Survey.step_id, Survey.question))
+    out: dict[str, dict[str, Any]] = {}
+    for tp, step, question, sent, n, promoters, detractors, satisfied in session.execute(q):
+        figure: dict[str, Any] = {"question": question, "sent": sent, "answered": n,
+                                  "response_rate": round(100 * n / sent, 1) if sent else None}
+        if question == "nps":
+            figure["nps"] = round(100 * ((promoters or 0) - (detractors or 0)) / n, 1) if n else None
+        elif question == "csat":
+            figure["csat"] = round(100 * (satisfied or 0) / n, 1) if n else None
+        out.setdefault(tp, {})[step] = figure
+    return out
+
+
+def detractors(session: Session, since=None, touchpoint=None) -> list[dict[str, Any]]:
+    done = (select(func.count()).select_from(Task)
+            .where(Task.journey_id == Survey.journey_id, Task.customer_id == Survey.customer_id,
+                   Task.status == "completed").correlate(Survey).scalar_subquery())
+    q = (select(Survey.touchpoint, Survey.customer_id, Survey.score, Survey.comment,
+                Survey.answered_at, done)
+         .where(Survey.question == "nps", Survey.answered_at.is_not(None), Survey.score <= 6,
+                *_since(Survey.answered_at, since), *_tp(Survey.touchpoint, touchpoint))
+         .order_by(Survey.answered_at.desc()).limit(DETRACTOR_LIMIT))
+    return [{"touchpoint": tp, "customer_id": cid, "score": score, "comment": comment or "",
+             "answered_at": at.isoformat() if at else None, "follow_up_done": bool(n)}
+            for tp, cid, score, comment, at, n in session.execute(q)]
+
+
+def teams(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
+    where = [*_since(Task.created_at, since), *_tp(Task.touchpoint, touchpoint)]
+    q = (select(Task.team, func.count(),
+                func.sum(case((Task.acknowledged_at <= Task.due_at, 1), else_=0)),
+                func.sum(case((Task.completed_at <= Task.due_at, 1), else_=0)))
+         .where(*where).group_by(Task.team))
+    out: dict[str, dict[str, Any]] = {}
+    for team, n, ack, done in session.execute(q):
+        out[team] = {"created": n, "acknowledged_in_sla_pct": round(100 * (ack or 0) / n, 1),
+                     "completed_in_sla_pct": round(100 * (done or 0) / n, 1),
+                     "median_ack_hours": None, "median_complete_hours": None, "escalations": {}}
+    q = (select(Task.team, Task.escalation_level, func.count())
+         .where(*where, Task.escalation_level > 0).group_by(Task.team, Task.escalation_level))
+    for team, level, n in session.execute(q):
+        out[team]["escalations"][str(level)] = n
+    ack: dict[str, list[float]] = {}
+    done: dict[str, list[float]] = {}
+    stream = session.execute(select(Task.team, Task.created_at, Task.acknowledged_at,
+                                    Task.completed_at).where(*where)
+                             .execution_options(yield_per=2000))
+    for team, created, acked, completed in stream:
+        if acked is not None:
+            ack.setdefault(team, []).append((acked - created).total_seconds() / 3600)
+        if completed is not None:
+            done.setdefault(team, []).append((completed - created).total_seconds() / 3600)
+    for team, entry in out.items():
+        if ack.get(team):
+            entry["median_ack_hours"] = round(median(ack[team]), 2)
+        if done.get(team):
+            entry["median_complete_hours"] = round(median(done[team]), 2)
+    return out
+
+
+def build(session: Session, *, since: datetime | None = None,
+          touchpoint: str | None = None) -> dict[str, Any]:
+    return {"since": since.isoformat() if since else None, "touchpoint": touchpoint,
+            "journeys": journeys(session, since, touchpoint),
+            "emails": emails(session, since, touchpoint),
+            "surveys": surveys(session, since, touchpoint),
+            "detractors": detractors(session, since, touchpoint),
+            "teams": teams(session, since, touchpoint)}
