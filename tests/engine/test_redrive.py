@@ -49,7 +49,7 @@ def test_a_run_killed_mid_fan_out_is_driven_again_and_every_customer_gets_one_no
         return real_send(self, message)
 
     monkeypatch.setattr(MailSession, "send", dies_on_the_fourth)
-    with pytest.raises(BaseException):
+    with pytest.raises(Crash):
         emit("outage.declared", regions=["north"], outage_id="OUT-7")
     assert len(smtp_server.messages) == 3
     monkeypatch.setattr(MailSession, "send", real_send)
