@@ -65,6 +65,8 @@ class Customer(Base):
     contract_end: Mapped[date | None] = mapped_column(Date)
     account_owner: Mapped[str | None] = mapped_column(String(320))
     account_owner_name: Mapped[str | None] = mapped_column(String(200))
+    #: how the customer is greeted ("Lan" for "Nguyễn Thị Lan"); None: derived from the name
+    preferred_name: Mapped[str | None] = mapped_column(String(200))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_contact_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -136,6 +138,8 @@ class Journey(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    #: the content-addressed touch point version it started on (touchpoint_versions.digest)
+    version: Mapped[str | None] = mapped_column(String(64))
     __table_args__ = (
         Index("uq_journey_entry", "touchpoint", "entry_key", unique=True,
               sqlite_where=text("entry_lock"), postgresql_where=text("entry_lock")),
@@ -161,6 +165,8 @@ class Member(Base):
     match: Mapped[str | None] = mapped_column(Text)
     results: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reason: Mapped[str | None] = mapped_column(String(500))
+    #: "holdout" for a member kept in a touch point's control group; None: treated
+    cohort: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     __table_args__ = (
         UniqueConstraint("journey_id", "customer_id", name="uq_member"),
@@ -288,7 +294,7 @@ class ApiKey(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public prefix
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(128))
-    hmac_secret: Mapped[str | None] = mapped_column(String(128))
+    hmac_secret: Mapped[str | None] = mapped_column(String(512))  # encrypted under the secret key
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 
@@ -312,3 +318,40 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class TouchpointVersion(Base):
+    """One version of a touch point, content-addressed: its definition and templates as they
+    were when a journey started on it. Journeys finish on their version by default."""
+
+    __tablename__ = "touchpoint_versions"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(128), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    templates: Mapped[dict[str, Any]] = mapped_column(default=dict)  # path -> source
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamLink(Base):
+    """A link that opens a team's task list; it expires and can be revoked."""
+
+    __tablename__ = "team_links"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Alert(Base):
+    """Throttle state of one kind of operations alert (e.g. failed members of a touch point):
+    at most one email per window, carrying the count of what happened since the last one."""
+
+    __tablename__ = "alerts"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    last_sent_at: Mapped[datetime | None]
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
