@@ -6,7 +6,10 @@ OpenAPI docs are at /docs, a small home page at /.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -26,20 +29,74 @@ def _include_api(app: FastAPI) -> None:
     api.install_error_handlers(app)
 
 
+#: headers every response gets (a page may set its own CSP; nothing may be framed)
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+class SecurityHeadersMiddleware:
+    """Pure ASGI middleware: every HTTP response (pages, API, static files, 404s) carries a
+    Content-Security-Policy (the page's own, else :data:`pages.CSP`), X-Frame-Options: DENY,
+    nosniff and a same-origin referrer policy."""
+
+    def __init__(self, app, csp: str = pages.CSP) -> None:
+        self.app = app
+        self.csp = csp.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", self.csp))
+                for name, value in SECURITY_HEADERS.items():
+                    if name.encode() not in present:
+                        headers.append((name.encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def docs_csp(html: str) -> str:
+    """The CSP of the Swagger UI page: its scripts from this app, its one inline script by
+    hash, its inline styles, the schema fetched from this app; nothing from elsewhere."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(html))
+    return (f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'")
+
+
 def _serve_api_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the files the swagger-ui-bundle package ships: no CDN, so the
-    docs work on a machine with no internet."""
+    docs work on a machine with no internet, under a CSP that allows only this app's assets."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from swagger_ui_bundle import swagger_ui_path
 
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="Touchpoints API",
+                               swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                               swagger_css_url="/docs-assets/swagger-ui.css",
+                               swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                               swagger_ui_parameters={"validatorUrl": None})
+    html = bytes(page.body).decode()
+    csp = docs_csp(html)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Touchpoints API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp,
+                                           "Cache-Control": "no-store"})
 
 
 def create_app(engine, dispatcher) -> FastAPI:
@@ -74,4 +131,5 @@ def create_app(engine, dispatcher) -> FastAPI:
         return pages.render(request, "home.html",
                             {"mail": engine.settings.embedded_mail, "api": api})
 
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
