@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Folder for the SQLite store, mailbox and Prefect home.")
     config_file: Path = Field(Path("touchpoints.yaml"), description="The touch-point file.")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the store; default SQLite in data_dir.")
+    migration_database_url: str | None = Field(
+        None, description="PostgreSQL: URL of the owner role that runs migrations (from "
+        "`touchpoints db setup-roles`); the app then connects as database_url's role.")
     smtp_url: str | None = Field(
         None,
         description="smtp://user:pass@host:port or smtps://…; add ?starttls=1 for STARTTLS. "
@@ -35,6 +38,20 @@ class Settings(BaseSettings):
     smtp_retries: int = Field(3, description="Attempts for a temporary (4xx) SMTP failure.")
     smtp_backoff_seconds: float = Field(2.0, description="First back-off after a 4xx; doubles each retry.")
     smtp_timeout_seconds: float = 30.0
+    roles: str = Field(
+        "web,worker,housekeeping",
+        description="What this serve instance runs: web (app and intake), worker (flow runs), "
+        "housekeeping (triggers and re-drive; one instance at a time). Comma-separated.")
+    work_pool: str | None = Field(
+        None, description="Prefect process work pool that `touchpoints deploy` registers the "
+        "touch points to and workers pull from; unset: a runner in serve's own process group.")
+    worker_limit: int = Field(4, description="Flow runs one worker (or runner) runs at once.")
+    prefect_database_url: str | None = Field(
+        None, description="PostgreSQL URL for the Prefect server that serve starts (default: "
+        "SQLite in prefect_home).")
+    prefect_redis_url: str | None = Field(
+        None, description="redis://host:port/db for the Prefect server's messaging, so its API "
+        "can have replicas (needs prefect_database_url).")
     audit_key: str | None = Field(
         None, description="Keys the audit chain (HMAC); default derived from the secret key.")
     audit_previous_keys: list[str] = Field(

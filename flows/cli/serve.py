@@ -17,7 +17,8 @@ DEFAULT_SPEED = 4320.0  # one day of journey time every 20 seconds
 def _print_urls(state, settings) -> None:
     out.print("\n[bold]Touchpoints is running.[/] Open:")
     out.print(f"  Prefect UI        {state.prefect_url}")
-    out.print(f"  web app           {state.web_url}   (API docs: {state.web_url}/docs)")
+    if state.web_url:
+        out.print(f"  web app           {state.web_url}   (API docs: {state.web_url}/docs)")
     if state.catcher:
         out.print(f"  caught mail       {state.web_url}/mail   (SMTP catcher {state.catcher})")
     out.print(f"  logs              {state.logs}")
@@ -26,15 +27,18 @@ def _print_urls(state, settings) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def serve() -> None:
+    def serve(roles: str = typer.Option(None, "--roles", help="What this instance runs: any of "
+                                        "web, worker, housekeeping, comma-separated (default "
+                                        "TOUCHPOINTS_ROLES, else all three).")) -> None:
         """Start the Prefect server, the runner, the web app and the mail catcher, and keep
-        them running together."""
+        them running together. With --roles, run only some of them, as one of several
+        instances sharing a PostgreSQL store and a Prefect server (docs/operations.md)."""
         from flows.errors import TouchpointsError
         from flows.service.supervisor import Supervisor
         from flows.settings import get_settings
 
         settings = get_settings()
-        supervisor = Supervisor(settings, say=out.print)
+        supervisor = Supervisor(settings, say=out.print, roles=roles)
         try:
             state = supervisor.start()
         except (TouchpointsError, KeyboardInterrupt):

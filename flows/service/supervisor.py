@@ -1,6 +1,8 @@
-"""`touchpoints serve`: start and supervise the Prefect server, the runner, the web app, the
-mail catcher and the housekeeping loop. Ctrl-C stops everything; a part that dies stops the
-whole service with a non-zero exit, so it never runs half-alive."""
+"""`touchpoints serve`: start and supervise the Prefect server, the runner (or a work-pool
+worker), the web app, the mail catcher and the housekeeping loops, for the roles this instance
+has (flows/service/topology.py). Ctrl-C stops everything; a part that dies stops the whole
+service with a non-zero exit, so it never runs half-alive; a loop that fails is retried with
+back-off instead."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 from flows.errors import ServiceError
 from flows.service.processes import ChildProcess, python_module, wait_http
+from flows.service.topology import prefect_server_env
 from flows.settings import Settings
 
 log = logging.getLogger("touchpoints.service")
@@ -25,7 +28,7 @@ MAX_BACKOFF_SECONDS = 30.0
 
 @dataclass
 class ServiceState:
-    web_url: str
+    web_url: str | None
     prefect_url: str
     catcher: str | None
     api_key: str
@@ -47,8 +50,12 @@ class _Thread(threading.Thread):
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, say=print) -> None:
+    def __init__(self, settings: Settings, *, say=print, roles: str | None = None) -> None:
+        from flows.service.topology import topology
+
         self.settings = settings
+        self.topology = topology(settings, roles)
+        self.lock = None
         self.say = say
         self.stopping = threading.Event()
         self.children: list[ChildProcess] = []
@@ -81,7 +88,8 @@ class Supervisor:
         port = self.settings.prefect_port
         server = ChildProcess("prefect server", python_module(
             "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)),
-            env=self._child_env(None), log=self.logs / "prefect-server.log")
+            env={**self._child_env(None), **prefect_server_env(self.settings)},
+            log=self.logs / "prefect-server.log")
         server.start()
         self.children.append(server)
         api = f"http://127.0.0.1:{port}/api"
@@ -136,12 +144,61 @@ class Supervisor:
         from flows.service.deployments import DeploymentLauncher
         from flows.service.housekeeping import Housekeeper
 
+        from flows.service.lock import HousekeepingLock
+
         self.keeper = Housekeeper(engine, DeploymentLauncher())
+        self.lock = HousekeepingLock(engine.store)
         for part, every, work in (("housekeeping", HOUSEKEEPING_SECONDS, self.keeper.triggers),
                                   ("dispatch", DRIVE_SECONDS, self.keeper.drive)):
+            work = self._once_across_instances(engine, part, work)
             thread = _Thread(part, lambda p=part, e=every, w=work: self._loop(engine, p, e, w))
             thread.start()
             self.threads.append(thread)
+
+    def _once_across_instances(self, engine, part: str, work):
+        """Housekeeping runs where the lock is held; elsewhere it stands by (shown in /healthz)
+        and takes over at its next try when the holder goes."""
+        def guarded():
+            if not self.lock.held():
+                engine.health[part] = {"ok": True, "standby": True}
+                return None
+            return work()
+
+        return guarded
+
+    def _start_worker(self, engine, api: str) -> None:
+        """Flow runs: a Prefect process worker on the work pool, or (one machine, no pool) a
+        runner serving every touch point in this process group."""
+        env = {**self._child_env(api), "TOUCHPOINTS_SERVED": "1"}
+        pool = self.topology.work_pool
+        if pool:
+            import socket
+
+            from flows.service.pools import ensure_pool, worker_args
+
+            ensure_pool(pool)
+            worker = ChildProcess("worker", worker_args(
+                pool, limit=self.settings.worker_limit,
+                name=f"touchpoints-{socket.gethostname()}-{os.getpid()}"),
+                env=env, log=self.logs / "worker.log")
+            worker.start()
+            self.children.append(worker)
+            self._wait_for_deployments(engine, worker)
+            return
+        env.setdefault("TOUCHPOINTS_RUN_LIMIT", str(self.settings.worker_limit))
+        runner = ChildProcess("runner", python_module("flows.service.runner"),
+                              env=env, log=self.logs / "runner.log")
+        runner.start()
+        self.children.append(runner)
+        self._wait_for_deployments(engine, runner)
+
+    def _deploy(self, engine) -> None:
+        """With a work pool, an intake or housekeeping instance registers the touch points at
+        start (updating them in place), so a changed touchpoints.yaml is what workers run."""
+        from flows.service.pools import deploy
+
+        names = deploy(engine, self.topology.work_pool)
+        self.say(f"deployed {len(names)} touch point(s) to the work pool {self.topology.work_pool}")
 
     def _wait_for_deployments(self, engine, runner: ChildProcess, timeout: float = 180) -> None:
         """Ready means every touch point's deployment is registered: only then can events start
@@ -169,14 +226,16 @@ class Supervisor:
         absent = names
         while time.monotonic() < deadline:
             if not runner.alive():
-                raise ServiceError("the runner stopped while registering the touch points",
+                raise ServiceError(f"the {runner.name} stopped while the touch points were "
+                                   "being registered",
                                    hint=f"see {runner.log}:\n{runner.tail()}")
             absent = asyncio.run(missing())
             if not absent:
                 return
             time.sleep(1)
-        raise ServiceError(f"the runner did not register {', '.join(absent)} in {timeout:.0f}s",
-                           hint=f"see {runner.log}")
+        hint = (f"run `touchpoints deploy` against this Prefect server; see {runner.log}"
+                if self.topology.work_pool else f"see {runner.log}")
+        raise ServiceError(f"{', '.join(absent)} not registered after {timeout:.0f}s", hint=hint)
 
     def _api_key(self, engine) -> str:
         """A key for local commands (`touchpoints emit`), kept in serve.json, revoked on stop."""
@@ -206,6 +265,9 @@ class Supervisor:
         if running is not None and running.pid != os.getpid():
             raise ServiceError(f"touchpoints serve is already running (pid {running.pid}) at {running.web_url}",
                                hint="stop it first (Ctrl-C in its terminal, or kill that pid)")
+        roles = self.topology
+        if not roles.everything:
+            self.say(f"this instance: {roles.describe()}")
         api = self._start_prefect()
         os.environ["PREFECT_API_URL"] = api
         engine = current_engine()
@@ -216,19 +278,22 @@ class Supervisor:
             self.catcher = Catcher(self.settings)
             self.catcher.start()
             catcher_url = f"smtp://127.0.0.1:{self.settings.catcher_port}"
-        runner = ChildProcess("runner", python_module("flows.service.runner"),
-                              env=self._child_env(api), log=self.logs / "runner.log")
-        runner.start()
-        self.children.append(runner)
-        self._wait_for_deployments(engine, runner)
-        web_url = self._start_web(engine)
-        self._start_loops(engine)
-        key = self._api_key(engine)
+        if roles.work_pool and (roles.has("web") or roles.has("housekeeping")):
+            self._deploy(engine)
+        if roles.has("worker"):
+            self._start_worker(engine, api)
+        web_url = self._start_web(engine) if roles.has("web") else None
+        if roles.has("housekeeping"):
+            self._start_loops(engine)
         ui = api.removesuffix("/api")
-        write_service_info(self.settings, ServiceInfo(pid=os.getpid(), web_url=web_url, prefect_url=ui,
-                                                      api_key=key,
-                                                      started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                      extra={"children": {c.name: c.pid for c in self.children}}))
+        key = ""
+        if web_url:
+            key = self._api_key(engine)
+            write_service_info(self.settings, ServiceInfo(
+                pid=os.getpid(), web_url=web_url, prefect_url=ui, api_key=key,
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                extra={"children": {c.name: c.pid for c in self.children},
+                       "roles": sorted(roles.roles)}))
         self.state = ServiceState(web_url=web_url, prefect_url=ui, catcher=catcher_url, api_key=key,
                                   logs=str(self.logs),
                                   children={c.name: c.pid for c in self.children})
@@ -282,6 +347,8 @@ class Supervisor:
                              "next start", settled)
             except Exception as exc:  # the server may be gone already (a dying part)
                 log.warning("could not settle the runs in flight: %s", exc)
+        if self.lock is not None:
+            self.lock.release()
         for child in server:
             child.stop()
         if self.catcher is not None:
