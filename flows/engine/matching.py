@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flows import clock
 from flows.engine.context import build_context
@@ -14,10 +14,39 @@ from flows.store.tables import Customer, Event, Journey
 from flows.templating import evaluate
 
 
+def consumed(results: dict) -> list[dict]:
+    """The events that already answered an earlier wait of this member, oldest first."""
+    out = []
+    for result in (results or {}).values():
+        event = result.get("event") if isinstance(result, dict) else None
+        if isinstance(event, dict) and event.get("id"):
+            out.append(event)
+    return out
+
+
+def _answered_before(results: dict, journey: Journey, event: dict) -> bool:
+    """True when ``event`` already answered an earlier wait of this member, or is about a step
+    of this journey whose event already did (a task completed twice, a survey answer sent again):
+    one event answers one wait, and a wait is answered by what happens after it began."""
+    data = event.get("data") or {}
+    earlier = consumed(results)
+    if any(e["id"] == event.get("id") for e in earlier):
+        return True
+    step = data.get("step_id")
+    if data.get("journey_id") == journey.id and step:
+        return any((e.get("data") or {}).get("journey_id") == journey.id
+                   and (e.get("data") or {}).get("step_id") == step
+                   and e.get("type") == event.get("type") for e in earlier)
+    return False
+
+
 def matches(session, config, *, match: str | None, customer_id: str, results: dict,
             journey: Journey, event: dict) -> bool:
-    """Without ``match``: same customer and, if the event names a journey, the same journey."""
+    """Without ``match``: same customer and, if the event names a journey, the same journey.
+    Never an event that already answered an earlier wait of the member."""
     data = event.get("data") or {}
+    if _answered_before(results, journey, event):
+        return False
     if match:
         from flows.store.customers import to_view
 
@@ -56,14 +85,21 @@ def event_dict(row: Event) -> dict:
 
 def arrived_already(session, config, *, journey: Journey, customer_id: str, results: dict,
                     event_type: str, match: str | None) -> dict | None:
-    """A matching event that reached the inbox after the journey's trigger but before the member
-    got to its wait_for (events race the runs they start when runs are scheduled)."""
+    """A matching event that reached the inbox before the member got to its wait_for (events
+    race the runs they start when runs are scheduled): after the journey's trigger and after
+    the event that answered the member's previous wait, never that event itself. The second
+    ``wait_for task.completed`` of a journey is answered by the second task, not the first."""
     since: datetime = journey.started_at
     trigger_id = (journey.trigger or {}).get("id")
     if trigger_id:
         trigger_row = session.get(Event, trigger_id)
         if trigger_row is not None:
             since = min(since, trigger_row.received_at)
+    earlier = [e["id"] for e in consumed(results)]
+    if earlier:
+        last = session.scalar(select(func.max(Event.received_at)).where(Event.id.in_(earlier)))
+        if last is not None:
+            since = max(since, last)
     query = select(Event).where(Event.type == event_type, Event.received_at >= since)
     if not match:
         query = query.where(Event.customer_id == customer_id)

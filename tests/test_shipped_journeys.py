@@ -1,0 +1,79 @@
+"""The shipped touch points do what their own words say, end to end: events through the real
+dispatcher, flows on the session's Prefect server, mail to a real SMTP server, state in a real
+store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from flows.store.tables import Journey, Member, Task
+from tests.engine.conftest import clock, emit, engine  # noqa: F401 - the e2e fixtures
+
+pytestmark = pytest.mark.e2e
+
+
+def mail_to(smtp_server, address: str) -> list:
+    return [m for m in smtp_server.messages if address in m.envelope_to]
+
+
+def text_of(message) -> str:
+    return message.message.get_body(("plain",)).get_content()
+
+
+def start(touchpoint: str, customer_id: str | None = None) -> dict:
+    """What `touchpoints run` does: one run of the touch point, here and now, through Prefect."""
+    from flows import clock as engine_clock
+    from flows.engine.launch import InProcessLauncher
+
+    event = {"id": f"run-{uuid.uuid4().hex}", "type": "manual.run", "customer_id": customer_id,
+             "data": {}, "occurred_at": engine_clock.now().isoformat()}
+    return InProcessLauncher().start(touchpoint, event=event, customer_id=customer_id,
+                                     label=customer_id or event["id"])
+
+
+def complete(engine, emit, task: Task, outcome: str) -> None:  # noqa: F811
+    from flows.actions import complete_task
+
+    complete_task(engine, emit.dispatcher, task.id, by=task.owner or "am@northwind.example",
+                  outcome=outcome, actor="test")
+
+
+def open_task(engine, customer_id: str, step_id: str) -> Task:  # noqa: F811
+    with engine.store.session() as session:
+        task = session.scalar(select(Task).where(Task.customer_id == customer_id,
+                                                 Task.step_id == step_id))
+        session.expunge(task)
+        return task
+
+
+# --------------------------------------------------------------------------- business-review
+def test_the_review_progress_note_waits_for_the_chase_task_and_sends_its_words_not_the_minutes(
+        engine, emit, clock, smtp_server):  # noqa: F811
+    customer, owner = "C-1006", "priya.shah@northwind.example"
+    start("business-review")
+    complete(engine, emit, open_task(engine, customer, "prepare_review"),
+             "MINUTES: we agreed to add a backup 4G line by March.")
+    minutes = mail_to(smtp_server, "a.mueller@example.org")
+    assert len(minutes) == 1 and "MINUTES" in text_of(minutes[0])
+
+    clock.advance(days=14, minutes=1)
+    emit.dispatcher.resume_due()  # the chase task is created and the journey waits again
+
+    with engine.store.session() as session:
+        member = session.scalar(select(Member).join(Journey, Member.journey_id == Journey.id)
+                                .where(Journey.touchpoint == "business-review",
+                                       Member.customer_id == customer))
+        assert (member.status, member.pointer, member.waiting_for) == (
+            "waiting", "await_progress", "task.completed")
+    assert len(mail_to(smtp_server, "a.mueller@example.org")) == 1  # no progress note yet
+
+    complete(engine, emit, open_task(engine, customer, "chase_actions"),
+             "PROGRESS: the 4G backup line is ordered and arrives on 3 March.")
+    to_customer = mail_to(smtp_server, "a.mueller@example.org")
+    assert len(to_customer) == 2
+    progress = text_of(to_customer[1])
+    assert "PROGRESS: the 4G backup line is ordered" in progress and "MINUTES" not in progress
+    assert owner in str(to_customer[1].message["From"])
