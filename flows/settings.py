@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     prefect_port: int = 4200
+    prefect_host: str = Field("127.0.0.1", description="Where the Prefect server that serve "
+                              "starts listens (0.0.0.0 for workers on other machines).")
     batch_size: int = Field(500, description="Recipients handled by one Prefect task run.")
     smtp_retries: int = Field(3, description="Attempts for a temporary (4xx) SMTP failure.")
     smtp_backoff_seconds: float = Field(2.0, description="First back-off after a 4xx; doubles each retry.")
@@ -59,6 +62,19 @@ class Settings(BaseSettings):
         description="Audit keys used before the current one, oldest first (key rotation).")
     audit_checkpoint_seconds: float = Field(
         300.0, description="How often serve writes a signed audit checkpoint.")
+    audit_checkpoint_sink: str | None = Field(
+        None, description="Where checkpoints are also sent, comma-separated: syslog://host:514, "
+        "syslog+tcp://host:601, syslog:///dev/log, http(s)://... (POST JSON).")
+    auth_failure_window_seconds: float = Field(
+        60.0, description="Window of the failed-authentication limits and of their audit rows.")
+    auth_failures_per_key: int = Field(
+        10, description="Failed authentications per key id and window before answers are 429.")
+    auth_failures_per_address: int = Field(
+        30, description="Failed authentications per client address and window before 429.")
+    team_link_days: int = Field(30, description="Days a team task-list link stays valid.")
+    web_login: Literal["auto", "always"] = Field(
+        "auto", description="auto: /mail and team task lists need an operator login unless the "
+        "web app listens on loopback; always: they need it everywhere (e.g. behind a proxy).")
 
     @property
     def templates_dir(self) -> Path:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from flows.store import audit
+from flows.store import audit, audit_verify
 from flows.store.tables import AuditRow
 from tests.store.support import past_the_guard
 
@@ -88,7 +88,7 @@ def test_record_many_writes_ten_thousand_rows_in_one_call(store):
 
 def test_verify_streams_in_batches_and_still_checks_every_row(store, monkeypatch):
     fill(store, 12)
-    monkeypatch.setattr(audit, "STREAM_BATCH", 5)
+    monkeypatch.setattr(audit_verify, "STREAM_BATCH", 5)
     assert check(store).checked == 12
     with past_the_guard(store) as connection:
         connection.exec_driver_sql("UPDATE audit SET reason = 'x' WHERE seq = 11")
@@ -144,19 +144,68 @@ def test_verify_catches_a_deletion_hidden_by_renumbering(store):
     assert (result.problem, result.first_bad_seq) == ("deleted", 5)
 
 
-def test_verify_catches_a_rewritten_row_through_the_broken_link(store):
-    """Someone edits row 3 and recomputes its hash: row 3 checks out alone, but row 4 no
-    longer links to it."""
-    fill(store)
+def _rewrite(store, seq: int, hasher, **changes) -> None:
     with past_the_guard(store) as connection:
-        row = dict(connection.execute(select(AuditRow.__table__).where(AuditRow.seq == 3))
+        row = dict(connection.execute(select(AuditRow.__table__).where(AuditRow.seq == seq))
                    .mappings().one())
-        row["reason"] = "nothing happened"
-        connection.execute(AuditRow.__table__.update().where(AuditRow.seq == 3).values(
-            reason=row["reason"], hash=audit.row_hash(row["prev_hash"], row)))
+        row.update(changes)
+        connection.execute(AuditRow.__table__.update().where(AuditRow.seq == seq).values(
+            **changes, hash=hasher(row["prev_hash"], row)))
+
+
+def test_a_row_rewritten_with_a_recomputed_plain_hash_is_named_at_itself_as_forged(store):
+    fill(store)
+    _rewrite(store, 3, audit.legacy_hash, reason="nothing happened")
     result = check(store)
-    assert (result.problem, result.first_bad_seq) == ("deleted", 4)
-    assert "row 3 was rewritten" in result.message
+    assert (result.problem, result.first_bad_seq, result.checked) == ("forged", 3, 2)
+    assert "row 3 has a plain SHA-256 hash" in result.message
+
+
+def test_a_row_rewritten_by_a_key_holder_is_named_at_itself_through_the_broken_link(store):
+    """Someone holding the audit key edits row 3 and recomputes its hash: row 3 checks out
+    alone, but row 4 was chained to a different row 3."""
+    fill(store)
+    _rewrite(store, 3, audit.row_hash, reason="nothing happened")
+    result = check(store)
+    assert (result.problem, result.first_bad_seq, result.checked) == ("edited", 3, 2)
+    assert "row 3 was rewritten" in result.message and "audit key" in result.message
+
+
+def test_a_forged_append_with_a_correct_plain_hash_is_named(store):
+    fill(store)
+    with store.session() as session:
+        last = session.get(AuditRow, 10)
+        forged = {"seq": 11, "at": T0, "action": "survey.answered", "result": "answered",
+                  "actor": audit.SYSTEM, "reason": "", "detail": {}, "touchpoint": None,
+                  "step": None, "customer_id": "C-1", "journey_id": None, "flow_run_id": None}
+        session.add(AuditRow(**forged, prev_hash=last.hash,
+                             hash=audit.legacy_hash(last.hash, forged)))
+    result = check(store)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "forged", 11)
+
+
+def test_a_replayed_copy_of_a_row_is_named_as_inserted(store):
+    fill(store)
+    with store.session() as session:
+        copy = {c: getattr(session.get(AuditRow, 4), c) for c in AuditRow.__table__.c.keys()}
+        session.add(AuditRow(**{**copy, "seq": 11}))
+    result = check(store)
+    assert (result.problem, result.first_bad_seq) == ("inserted", 11)
+    assert "repeats the entry written as row 4" in result.message
+
+
+def test_rows_moved_under_rotated_keys_still_verify_oldest_key_first(store):
+    audit.use_keys(["old secret"])
+    try:
+        fill(store, 3)
+        audit.use_keys(["old secret", "new secret"])
+        with store.session() as session:
+            audit.record(session, action="x", result="ok", actor=audit.SYSTEM, at=T0)
+        assert check(store).ok and check(store).checked == 4
+        audit.use_keys(["new secret"])  # the old key dropped too early
+        assert (check(store).problem, check(store).first_bad_seq) == ("edited", 1)
+    finally:
+        audit.use_keys(None)
 
 
 def test_verify_names_swapped_rows(store):
