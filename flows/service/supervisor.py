@@ -87,13 +87,14 @@ class Supervisor:
             return api
         port = self.settings.prefect_port
         server = ChildProcess("prefect server", python_module(
-            "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)),
+            "prefect", "server", "start", "--host", self.settings.prefect_host, "--port", str(port)),
             env={**self._child_env(None), **prefect_server_env(self.settings)},
             log=self.logs / "prefect-server.log")
         server.start()
         self.children.append(server)
-        api = f"http://127.0.0.1:{port}/api"
-        self.say(f"starting the Prefect server on 127.0.0.1:{port} (first start migrates its database)…")
+        host = self.settings.prefect_host
+        api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
+        self.say(f"starting the Prefect server on {self.settings.prefect_host}:{port} (first start migrates its database)…")
         if not wait_http(f"{api}/health", timeout=180, alive=server.alive):
             raise ServiceError("the Prefect server did not start", hint=f"see {server.log}:\n{server.tail()}")
         return api
