@@ -4,21 +4,31 @@ A key reads ``tp_<id>_<secret>``: ``id`` is public (shown in ``touchpoints keys 
 as the audit actor ``api:<id>``), ``secret`` is 256 random bits. Only a SHA-256 hash of the full
 key is stored, and it is compared in constant time. A key made with ``hmac=True`` also carries
 a signing secret: every request made with it must then be signed (see flows/web/auth.py).
-The signing secret has to be stored as it is, since the server recomputes signatures with it.
+
+The server recomputes signatures, so it must be able to read the signing secret: it is kept
+*sealed*, AES-256-GCM under a key derived (HKDF-SHA256) from the secret key
+(``TOUCHPOINTS_SECRET_KEY`` or ``<data>/secret.key``), with the key id as associated data (a
+sealed secret copied onto another key's row does not open), stored as
+``tpenc1:<base64url(nonce | ciphertext)>``. Secrets stored in the clear by older versions still
+verify, and are sealed on first use (``reveal_secret``) or by ``seal_clear_secrets`` (at
+``serve`` start). Changing the secret key makes sealed secrets unreadable: make new keys then.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac as _hmac
+import os
 import re
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from flows import clock
-from flows.errors import NotFoundError, TouchpointsError
+from flows.errors import NotFoundError, StoreError, TouchpointsError
 from flows.store.tables import ApiKey
 
 PREFIX = "tp_"
@@ -28,6 +38,84 @@ _KEY_RE = re.compile(r"^tp_([0-9a-f]{12})_([A-Za-z0-9_-]{20,200})$")
 #: hash of a key nobody holds: verify_key compares against it when the id is unknown, so an
 #: unknown id costs the same time as a wrong secret
 _DUMMY_HASH = hashlib.sha256(b"tp_000000000000_not-a-key").hexdigest()
+
+
+SEALED_PREFIX = "tpenc1:"
+_SEAL_INFO = b"touchpoints api key signing secrets v1"
+_NONCE_BYTES = 12
+
+
+def _secret_key(secret_key: str | None) -> str:
+    if secret_key:
+        return secret_key
+    from flows.settings import get_settings
+
+    return get_settings().signing_key()
+
+
+def _aead(secret_key: str | None):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = _secret_key(secret_key).encode("utf-8")
+    return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(raw))
+
+
+def is_sealed(stored: str | None) -> bool:
+    return isinstance(stored, str) and stored.startswith(SEALED_PREFIX)
+
+
+def seal_secret(hmac_secret: str, *, key_id: str, secret_key: str | None = None) -> str:
+    """The stored form of a signing secret: encrypted, bound to its key id."""
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = _aead(secret_key).encrypt(nonce, hmac_secret.encode("utf-8"), key_id.encode())
+    return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
+
+
+def open_secret(stored: str, *, key_id: str, secret_key: str | None = None) -> str:
+    """The signing secret from its stored form; a clear one (older versions) as it is."""
+    if not is_sealed(stored):
+        return stored
+    from cryptography.exceptions import InvalidTag
+
+    body = stored[len(SEALED_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return _aead(secret_key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:],
+                                         key_id.encode()).decode("utf-8")
+    except (InvalidTag, ValueError, binascii.Error):
+        raise StoreError(f"the signing secret of API key {key_id} cannot be decrypted",
+                         hint="the secret key (TOUCHPOINTS_SECRET_KEY or <data>/secret.key) is "
+                              "not the one it was sealed with: restore that key, or revoke the "
+                              f"API key (`touchpoints keys revoke {key_id}`) and make a new one") \
+            from None
+
+
+def reveal_secret(store, key_id: str, stored: str | None, *,
+                  secret_key: str | None = None) -> str | None:
+    """The clear signing secret of a key (None if it has none). One still stored in the clear
+    is sealed now, in its own transaction (only if nobody changed it meanwhile)."""
+    if not stored:
+        return None
+    secret = open_secret(stored, key_id=key_id, secret_key=secret_key)
+    if not is_sealed(stored):
+        with store.session() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key_id, ApiKey.hmac_secret == stored)
+                            .values(hmac_secret=seal_secret(secret, key_id=key_id,
+                                                            secret_key=secret_key)))
+    return secret
+
+
+def seal_clear_secrets(session, *, secret_key: str | None = None) -> int:
+    """Seal every signing secret still stored in the clear; returns how many there were."""
+    rows = session.scalars(select(ApiKey).where(ApiKey.hmac_secret.is_not(None))).all()
+    count = 0
+    for row in rows:
+        if not is_sealed(row.hmac_secret):
+            row.hmac_secret = seal_secret(row.hmac_secret, key_id=row.id, secret_key=secret_key)
+            count += 1
+    return count
 
 
 def hash_key(full_key: str) -> str:
@@ -45,9 +133,11 @@ def actor_for(key_id: str) -> str:
     return f"api:{key_id}"
 
 
-def create_key(session, name: str, *, hmac: bool = False, actor: str) -> tuple[str, str, str | None]:
+def create_key(session, name: str, *, hmac: bool = False, actor: str,
+               secret_key: str | None = None) -> tuple[str, str, str | None]:
     """Make a key. Returns (key id, full key, HMAC secret or None); the full key and the HMAC
-    secret are shown this once and cannot be recovered (only a hash of the key is kept)."""
+    secret are shown this once (only a hash of the key is kept, and the HMAC secret sealed
+    under ``secret_key``, default the configured secret key)."""
     from flows.store import audit
 
     name = (name or "").strip()
@@ -60,7 +150,8 @@ def create_key(session, name: str, *, hmac: bool = False, actor: str) -> tuple[s
     full_key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     hmac_secret = f"{HMAC_PREFIX}{secrets.token_urlsafe(32)}" if hmac else None
     now = clock.now()
-    session.add(ApiKey(id=key_id, name=name, key_hash=hash_key(full_key), hmac_secret=hmac_secret,
+    stored = seal_secret(hmac_secret, key_id=key_id, secret_key=secret_key) if hmac else None
+    session.add(ApiKey(id=key_id, name=name, key_hash=hash_key(full_key), hmac_secret=stored,
                        created_at=now, revoked_at=None))
     session.flush()
     audit.record(session, action="apikey.created", result="created", actor=actor,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from flows import keys
-from flows.errors import NotFoundError, TouchpointsError
+from flows.errors import NotFoundError, StoreError, TouchpointsError
 from flows.store.tables import ApiKey, AuditRow
 
 
@@ -46,10 +47,66 @@ def test_making_a_key_is_audited_without_the_key(session):
     assert full_key not in json.dumps(row.detail) + row.reason
 
 
-def test_a_signing_key_also_gets_an_hmac_secret(session):
-    key_id, _, hmac_secret = keys.create_key(session, "monitoring", hmac=True, actor="cli:admin")
+def test_a_signing_key_also_gets_an_hmac_secret_stored_sealed(session):
+    key_id, _, hmac_secret = keys.create_key(session, "monitoring", hmac=True, actor="cli:admin",
+                                             secret_key="k1")
     assert hmac_secret.startswith("whsec_")
-    assert session.get(ApiKey, key_id).hmac_secret == hmac_secret
+    stored = session.get(ApiKey, key_id).hmac_secret
+    assert stored.startswith(keys.SEALED_PREFIX) and hmac_secret[6:] not in stored
+    assert len(stored) <= 512  # the column's width (migration 0003)
+    assert keys.open_secret(stored, key_id=key_id, secret_key="k1") == hmac_secret
+
+
+def test_sealing_the_same_secret_twice_gives_two_different_texts():
+    one = keys.seal_secret("whsec_x", key_id="0123456789ab", secret_key="k1")
+    two = keys.seal_secret("whsec_x", key_id="0123456789ab", secret_key="k1")
+    assert one != two  # a fresh nonce each time
+
+
+@pytest.mark.parametrize("key_id, secret_key", [("0123456789ab", "another secret key"),
+                                                ("ba9876543210", "k1")])
+def test_a_sealed_secret_opens_only_with_its_secret_key_and_on_its_own_key(key_id, secret_key):
+    sealed = keys.seal_secret("whsec_x", key_id="0123456789ab", secret_key="k1")
+    with pytest.raises(StoreError) as caught:
+        keys.open_secret(sealed, key_id=key_id, secret_key=secret_key)
+    assert "secret key" in caught.value.hint and "whsec_x" not in caught.value.message
+
+
+@pytest.mark.parametrize("garbage", ["tpenc1:", "tpenc1:!!!", "tpenc1:" + "A" * 40])
+def test_a_damaged_sealed_secret_is_a_store_error_not_a_crash(garbage):
+    with pytest.raises(StoreError):
+        keys.open_secret(garbage, key_id="0123456789ab", secret_key="k1")
+
+
+def clear_text_key(session, secret: str = "whsec_from_an_older_version") -> str:
+    """A signing key as older versions stored it: the secret in the clear."""
+    key_id, _, _ = keys.create_key(session, "legacy", actor="t")
+    session.get(ApiKey, key_id).hmac_secret = secret
+    session.flush()
+    return key_id
+
+
+def test_a_clear_text_secret_still_verifies_and_is_sealed_on_first_use(store):
+    with store.session() as session:
+        key_id = clear_text_key(session)
+    assert keys.reveal_secret(store, key_id, "whsec_from_an_older_version",
+                              secret_key="k1") == "whsec_from_an_older_version"
+    with store.session() as session:
+        stored = session.get(ApiKey, key_id).hmac_secret
+    assert keys.is_sealed(stored)
+    assert keys.reveal_secret(store, key_id, stored, secret_key="k1") == \
+        "whsec_from_an_older_version"
+
+
+def test_seal_clear_secrets_seals_the_clear_ones_and_leaves_sealed_ones(session):
+    legacy = clear_text_key(session)
+    sealed_id, _, secret = keys.create_key(session, "new", hmac=True, actor="t", secret_key="k1")
+    before = session.get(ApiKey, sealed_id).hmac_secret
+    assert keys.seal_clear_secrets(session, secret_key="k1") == 1
+    assert keys.seal_clear_secrets(session, secret_key="k1") == 0
+    assert session.get(ApiKey, sealed_id).hmac_secret == before
+    assert keys.open_secret(session.get(ApiKey, legacy).hmac_secret, key_id=legacy,
+                            secret_key="k1") == "whsec_from_an_older_version"
 
 
 def test_keys_are_unique(session):
@@ -169,6 +226,16 @@ def test_keys_create_hmac_also_prints_the_signing_secret(cli):
     result = cli("keys", "create", "monitoring", "--hmac", "--json")
     made = json.loads(result.output)
     assert made["key"].startswith("tp_") and made["hmac_secret"].startswith("whsec_")
+
+
+def test_the_database_file_does_not_hold_a_signing_secret(cli, sqlite_store):
+    made = json.loads(cli("keys", "create", "monitoring", "--hmac", "--json").output)
+    secret = made["hmac_secret"].encode()
+    database = sqlite_store.engine.url.database
+    files = [p for p in Path(database).parent.iterdir() if p.name.startswith(Path(database).name)]
+    contents = b"".join(p.read_bytes() for p in files)  # the file and its -wal
+    assert made["id"].encode() in contents and b"monitoring" in contents
+    assert secret not in contents and secret[6:] not in contents
 
 
 def test_keys_revoke_revokes_and_list_shows_it(cli, sqlite_store):

@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
         from flows.settings import get_settings
 
         settings = get_settings()
+        from flows.store.roles import startup_checks
+
+        for line in startup_checks(settings):  # a privileged database role, clear secrets
+            out.print(line, style="bold yellow", markup=False)
         supervisor = Supervisor(settings, say=out.print, roles=roles)
         try:
             state = supervisor.start()

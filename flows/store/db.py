@@ -285,7 +285,9 @@ def open_store(settings: Settings | None = None) -> Store:
                              hint="set TOUCHPOINTS_DATA_DIR to a writable folder") from None
         store = Store(url)
         try:
-            store.migrate_if_needed()
+            from flows.store.roles import migrate
+
+            migrate(store, settings)
         except BaseException:
             store.dispose()
             raise

@@ -141,7 +141,13 @@ def read_session(store):
 def _lookup(engine, presented: str) -> tuple[str, str, str | None] | None:
     with read_session(engine.store) as session:
         row = api_keys.verify_key(session, presented)
-        return (row.id, row.name, row.hmac_secret) if row is not None else None
+        found = (row.id, row.name, row.hmac_secret) if row is not None else None
+    if found is None or not found[2]:
+        return found
+    settings = getattr(engine, "settings", None)  # the signing secret is stored sealed
+    secret_key = settings.signing_key() if settings is not None else None
+    return found[0], found[1], api_keys.reveal_secret(engine.store, found[0], found[2],
+                                                      secret_key=secret_key)
 
 
 def _refuse_known(engine, presented: str, why: str) -> None:

@@ -56,6 +56,10 @@ def _run(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         context.run_migrations()
+        if connection.dialect.name == "postgresql":  # the app role's exact rights on new tables
+            from flows.store.roles import grant_app_rights
+
+            grant_app_rights(connection)
 
 
 def run_migrations_online() -> None:
