@@ -6,14 +6,17 @@ OpenAPI docs are at /docs, a small home page at /.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import re
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from flows.web import pages, preferences
 from flows.web.csrf import CSRF
@@ -99,8 +102,40 @@ def _serve_api_docs(app: FastAPI) -> None:
                                            "Cache-Control": "no-store"})
 
 
-def create_app(engine, dispatcher) -> FastAPI:
+def make_limiter(settings):
+    from flows.web.ratelimit import FailedAuthLimiter
+
+    return FailedAuthLimiter(window_s=settings.auth_failure_window_seconds,
+                             per_key=settings.auth_failures_per_key,
+                             per_address=settings.auth_failures_per_address)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Close the failed-authentication windows as they run out, and all of them at shutdown,
+    so every failure ends up counted in the audit trail."""
+    from flows.web.ratelimit import write_rows
+
+    limiter, store = app.state.auth_limiter, app.state.engine.store
+
+    async def closing() -> None:
+        while True:
+            await asyncio.sleep(min(max(limiter.window_s / 4, 0.05), 15.0))
+            await run_in_threadpool(write_rows, store, limiter, limiter.due(), log)
+
+    task = asyncio.create_task(closing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await run_in_threadpool(write_rows, store, limiter, limiter.drain(), log)
+
+
+def create_app(engine, dispatcher, *, bind_host: str | None = None) -> FastAPI:
+    """``bind_host``: the address uvicorn listens on (default ``TOUCHPOINTS_WEB_HOST``); off
+    loopback the operator pages need a login (flows/web/operator.py)."""
     app = FastAPI(
+        lifespan=lifespan,
         title="Touchpoints",
         summary="Events in; survey, task and preference pages out.",
         description="The events API of Touchpoints. Customer and team pages (/s, /t, /u, /p, "
@@ -111,6 +146,8 @@ def create_app(engine, dispatcher) -> FastAPI:
     app.state.engine = engine
     app.state.dispatcher = dispatcher
     app.state.csrf = CSRF(engine.signer.secret, engine.settings.base_url)
+    app.state.auth_limiter = make_limiter(engine.settings)
+    app.state.bind_host = bind_host or engine.settings.web_host
     app.state.templates = pages.make_templates()
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     _include_api(app)

@@ -9,7 +9,9 @@ the body for keys that have a signing secret.
   server's clock is refused, so a captured request cannot be replayed later.
 
 Every refusal is a 401 with ``{"error": {"code", "message", "hint"}}`` and a
-``WWW-Authenticate`` header. Bodies are read here too, with a size limit enforced while
+``WWW-Authenticate`` header; failed authentications are limited per key id and per client
+address (a 429 with ``Retry-After`` over the limit) and audited in aggregate
+(flows/web/ratelimit.py). Bodies are read here too, with a size limit enforced while
 reading (a missing or false Content-Length does not get past it).
 """
 
@@ -150,37 +152,72 @@ def _lookup(engine, presented: str) -> tuple[str, str, str | None] | None:
                                                       secret_key=secret_key)
 
 
-def _refuse_known(engine, presented: str, why: str) -> None:
-    """Audit a refused request made with a real key id (a revoked key, a bad signature); a
-    key id nobody has is not audited, so noise cannot fill the audit chain."""
-    from flows.store import audit
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _existing_key_id(engine, presented: str | None) -> str | None:
+    """The id named by a presented key when a key with that id exists (revoked ones too)."""
     from flows.store.tables import ApiKey
 
-    parsed = api_keys.parse_key(presented)
+    parsed = api_keys.parse_key(presented) if presented else None
     if parsed is None:
-        return
-    try:
-        with engine.store.session() as session:
-            if session.get(ApiKey, parsed[0]) is None:
-                return
-            audit.record(session, action="api.refused", result="refused",
-                         actor=api_keys.actor_for(parsed[0]), reason=why,
-                         detail={"key_id": parsed[0]})
-    except Exception:  # auditing a refusal must not turn a 401 into a 500
-        log.exception("could not audit a refused API request")
+        return None
+    with read_session(engine.store) as session:
+        return parsed[0] if session.get(ApiKey, parsed[0]) is not None else None
+
+
+async def count_failure(request: Request, presented: str | None, why: str, *,
+                        blocked: bool = False) -> int | None:
+    """Count a failed authentication with the app's limiter (flows/web/ratelimit.py) and write
+    the audit rows it hands back; the seconds to wait when the caller is over a limit."""
+    from flows.web.ratelimit import write_rows
+
+    limiter = getattr(request.app.state, "auth_limiter", None)
+    if limiter is None:
+        return None
+    engine = request.app.state.engine
+    key_id = None if blocked else await run_in_threadpool(_existing_key_id, engine, presented)
+    wait, rows = limiter.failure(address=client_address(request), key_id=key_id, reason=why,
+                                 blocked=blocked)
+    if rows:
+        await run_in_threadpool(write_rows, engine.store, limiter, rows, log)
+    return wait
+
+
+def blocked_for(request: Request) -> int | None:
+    """Seconds to wait when the client's address is over its failure limit, else None."""
+    limiter = getattr(request.app.state, "auth_limiter", None)
+    return limiter.blocked(client_address(request)) if limiter is not None else None
+
+
+def too_many(wait: int) -> ApiError:
+    return ApiError(429, "too_many_failures",
+                    f"too many failed authentications; try again in {wait} s",
+                    hint="check the key (`touchpoints keys list` shows which keys are active) "
+                         "before trying again", headers={"Retry-After": str(wait)})
+
+
+async def _refuse(request: Request, presented: str | None, why: str, error: ApiError) -> ApiError:
+    wait = await count_failure(request, presented, why)
+    return too_many(wait) if wait else error
 
 
 async def require_api_key(request: Request) -> Principal:
     """FastAPI dependency of every /api route: the calling key, or a 401."""
     presented = presented_key(request)
+    wait = blocked_for(request)
+    if wait:
+        await count_failure(request, presented, "address over its limit", blocked=True)
+        raise too_many(wait)
     if presented is None:
-        raise unauthorized("an API key is required")
+        raise await _refuse(request, None, "no key", unauthorized("an API key is required"))
     engine = request.app.state.engine
     found = await run_in_threadpool(_lookup, engine, presented)
     if found is None:
-        await run_in_threadpool(_refuse_known, engine, presented, "unknown, wrong or revoked key")
-        raise unauthorized("the API key is not valid (unknown, wrong or revoked)",
-                           hint="check the key; `touchpoints keys list` shows which keys are active")
+        raise await _refuse(request, presented, "unknown, wrong or revoked key", unauthorized(
+            "the API key is not valid (unknown, wrong or revoked)",
+            hint="check the key; `touchpoints keys list` shows which keys are active"))
     key_id, name, hmac_secret = found
     if hmac_secret:
         body = await read_body(request)
@@ -189,8 +226,8 @@ async def require_api_key(request: Request) -> Principal:
             signature=request.headers.get(api_keys.SIGNATURE_HEADER), body=body,
             tolerance=tolerance_seconds(request))
         if why is not None:
-            await run_in_threadpool(_refuse_known, engine, presented, f"signature: {why}")
-            raise unauthorized(why, code="bad_signature",
-                               hint='sign f"{timestamp}." + body with HMAC-SHA256 and the key\'s '
-                                    "signing secret (shown once by `touchpoints keys create`)")
+            raise await _refuse(request, presented, "bad signature", unauthorized(
+                why, code="bad_signature",
+                hint='sign f"{timestamp}." + body with HMAC-SHA256 and the key\'s '
+                     "signing secret (shown once by `touchpoints keys create`)"))
     return Principal(key_id=key_id, name=name, signed=bool(hmac_secret))

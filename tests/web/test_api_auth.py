@@ -59,8 +59,9 @@ def test_a_revoked_key_is_refused_with_401_and_the_refusal_is_audited(client, en
                            headers=bearer(key))
     assert response.status_code == 401
     assert events(engine) == []
-    refused = audit_rows(engine, "api.refused")
+    refused = audit_rows(engine, "auth.failed")
     assert [r.actor for r in refused] == [f"api:{key_id}"]
+    assert refused[0].detail["count"] == 1 and refused[0].detail["key_id"] == key_id
 
 
 def test_a_key_works_as_bearer_token_or_in_x_api_key(client, engine):
