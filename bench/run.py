@@ -1,19 +1,24 @@
-"""Batched steps versus one Prefect task run per recipient, measured side by side.
+"""The fan-out benchmark: one outage email to each of N customers, three ways, side by side.
 
-    python bench/run.py                  # N = 2000 customers in the segment
-    python bench/run.py --customers 500
-    python bench/run.py --quick          # N = 200, a smoke run for CI
-    python bench/run.py --json out.json  # also write the numbers as JSON
+    python bench/run.py                    # N = 10,000, arms interleaved, 2 repeats
+    python bench/run.py --customers 2000 --repeats 3
+    python bench/run.py --quick            # N = 20, 1 repeat: the CI smoke run
+    python bench/run.py --json out.json    # also write the figures as JSON
 
-One process, one real Prefect test server (``prefect_test_harness``), and per arm a fresh
-SQLite store and a fresh local SMTP server (aiosmtpd) that counts what it accepts. Both arms run
-the same touch point (bench/touchpoints.yaml: an outage notice emailed to every customer of the
-affected region) through the real dispatcher, compiler, delivery ledger and SMTP client:
+Arms (bench/plain.py, bench/arms.py), each in a process of its own, all sending to the same
+SMTP sink (bench/sink.py, its own process) and, where Prefect is used, the same Prefect server
+(``prefect server start`` in a subprocess with a temporary PREFECT_HOME):
 
-* ``batched``        the engine as built: TOUCHPOINTS_BATCH_SIZE=500 (the default);
-* ``per-recipient``  the same engine with TOUCHPOINTS_BATCH_SIZE=1: one task run per recipient.
+* ``floor``   plain Python: the shipped outage templates rendered with Jinja2, an EmailMessage
+  each, one SMTP connection, one hash-chained SQLite audit row per email;
+* ``naive``   the same work as one Prefect @task per email, a new SMTP connection each;
+* ``engine``  the shipped outage touch point (touchpoints.yaml) through the real dispatcher:
+  N customers imported into a fresh store, one ``outage.declared`` emitted in-process.
 
-See bench/README.md for why that baseline, and for the results on the reference machine.
+Reported per arm: emails/s, CPU seconds of every process involved (the arm, the Prefect
+server, the sink, this process), time from the start (for the engine: the emit call) to the
+first message at the sink, peak RSS of the arm's process, and the load average around it.
+See bench/README.md for how to read the figures and the results on the reference machine.
 """
 
 from __future__ import annotations
@@ -21,390 +26,289 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
-import platform
+import queue
 import shutil
-import socket
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Self
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CONFIG = HERE / "touchpoints.yaml"
-REGION = "north"
-WARMUP_REGION = "warmup"
-WARMUP_CUSTOMERS = 3
-DEFAULT_CUSTOMERS = 2000
-QUICK_CUSTOMERS = 200
-ARMS = (("batched", 500), ("per-recipient", 1))
+sys.path.insert(0, str(REPO))
 
+from bench.measure import CpuMeter, PrefectServer, load, machine, markdown, settle
+from bench.sink import Sink
 
-# --------------------------------------------------------------------------- SMTP server
-class CountingSmtp:
-    """A real SMTP server on 127.0.0.1 (aiosmtpd) that counts the messages it accepts."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self._lock = threading.Lock()
-        self.messages = 0
-        self.recipients: list[str] = []
-        self._connections: set[int] = set()
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
-                                     server_hostname="bench-smtp")
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.messages, self.recipients = 0, []
-            self._connections.clear()
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        with self._lock:
-            self._connections.add(id(server))
-        envelope.mail_from = address
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if not (envelope.original_content or envelope.content):
-            return "554 5.6.0 empty message"
-        with self._lock:
-            self.messages += 1
-            self.recipients.extend(envelope.rcpt_tos)
-        return "250 2.0.0 Message accepted"
-
-    def __enter__(self) -> Self:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.controller.stop(no_assert=True)
-
-
-# --------------------------------------------------------------------------- customers
-def customer_email(n: int) -> str:
-    return f"customer{n:05d}@example.com"
+DEFAULT_CUSTOMERS = 10_000
+QUICK_CUSTOMERS = 20
+DEFAULT_REPEATS = 2
+ARMS = ("floor", "naive", "engine")
+REGION, WARMUP_REGION, WARMUP_CUSTOMERS = "north", "warmup", 3
+SECRET = "bench-secret-key-not-for-production"
+TARGETS = {"engine_vs_floor_min": 0.75, "first_email_max_s": 5.0}
 
 
 def write_customers(path: Path, count: int) -> None:
-    """``count`` customers in the benchmark region, plus a few in a warm-up region."""
-    columns = ["id", "name", "email", "timezone", "region", "plan", "contract_start", "contract_end"]
+    """``count`` customers in the outage region, and a few in a warm-up region."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(columns)
+        writer.writerow(["id", "name", "email", "timezone", "region", "plan",
+                         "contract_start", "contract_end"])
         for n in range(1, count + 1):
-            writer.writerow([f"B-{n:05d}", f"Customer {n:05d}", customer_email(n), "Europe/London",
-                             REGION, "Fibre 500", "2025-01-10", "2027-01-09"])
+            writer.writerow([f"B-{n:06d}", f"Customer{n} Bench", f"customer{n:06d}@example.com",
+                             "Europe/London", REGION, "Fibre 500", "2025-01-10", "2027-01-09"])
         for n in range(1, WARMUP_CUSTOMERS + 1):
-            writer.writerow([f"W-{n:05d}", f"Warm {n}", f"warm{n}@example.com", "Europe/London",
-                             WARMUP_REGION, "Fibre 500", "2025-01-10", "2027-01-09"])
+            writer.writerow([f"W-{n:06d}", f"Warm{n} Bench", f"warm{n}@example.com",
+                             "Europe/London", WARMUP_REGION, "Fibre 500", "2025-01-10", "2027-01-09"])
 
 
-# --------------------------------------------------------------------------- Prefect API
-def _api(path: str, body: dict) -> object:
-    import httpx
-    from prefect.settings import PREFECT_API_URL
+class Worker:
+    """One arm's process (bench/arms.py), spoken to over stdin/stdout."""
 
-    response = httpx.post(f"{PREFECT_API_URL.value().rstrip('/')}{path}", json=body, timeout=60)
-    response.raise_for_status()
-    return response.json()
+    def __init__(self, arm: str, *, env: dict, args: list[str], log: Path) -> None:
+        self.arm = arm
+        with open(log, "ab") as handle:  # the child keeps its own copy
+            self.proc = subprocess.Popen([sys.executable, str(HERE / "arms.py"), arm, *args],
+                                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=handle, text=True, bufsize=1, cwd=REPO)
+        self.log = log
+        self.ready: dict = {}
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("@@bench "):
+                self._lines.put(json.loads(line[len("@@bench "):]))
+        self._lines.put(None)
 
-def _task_filter(flow_run_id: str, state_type: str | None = None) -> dict:
-    body: dict = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
-    if state_type:
-        body["task_runs"] = {"state": {"type": {"any_": [state_type]}}}
-    return body
-
-
-def count_task_runs(flow_run_id: str, state_type: str | None = None) -> int:
-    return int(_api("/task_runs/count", _task_filter(flow_run_id, state_type)))
-
-
-def wait_for_task_runs(flow_run_id: str, *, settle: float = 3.0, timeout: float = 600.0) -> tuple[int, float]:
-    """Prefect records task runs from events, after the fact: wait until the server holds them
-    all (every one in a final state, and the count steady for ``settle`` seconds). Returns the
-    count and how long the wait took."""
-    started = time.perf_counter()
-    last, steady_since = -1, time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        total = count_task_runs(flow_run_id)
-        completed = count_task_runs(flow_run_id, "COMPLETED")
-        now = time.perf_counter()
-        if total != last:
-            last, steady_since = total, now
-        elif total and completed == total and now - steady_since >= settle:
-            return total, now - started - settle
-        time.sleep(0.5)
-    raise RuntimeError(f"the Prefect server still had not recorded every task run of "
-                       f"{flow_run_id} after {timeout:.0f}s (last count {last})")
-
-
-def read_task_runs(flow_run_id: str) -> list[dict]:
-    runs: list[dict] = []
-    while True:
-        page = _api("/task_runs/filter", {**_task_filter(flow_run_id), "limit": 200,
-                                          "offset": len(runs), "sort": "EXPECTED_START_TIME_ASC"})
-        runs += page
-        if len(page) < 200:
-            return runs
-
-
-def read_flow_run(flow_run_id: str) -> dict:
-    import httpx
-    from prefect.settings import PREFECT_API_URL
-
-    response = httpx.get(f"{PREFECT_API_URL.value().rstrip('/')}/flow_runs/{flow_run_id}", timeout=60)
-    response.raise_for_status()
-    return response.json()
-
-
-def _seconds(run: dict) -> float:
-    from datetime import datetime
-
-    if not run.get("start_time") or not run.get("end_time"):
-        return 0.0
-    start = datetime.fromisoformat(run["start_time"])
-    end = datetime.fromisoformat(run["end_time"])
-    return (end - start).total_seconds()
-
-
-# --------------------------------------------------------------------------- one arm
-@dataclass
-class ArmResult:
-    arm: str
-    batch_size: int
-    customers: int
-    wall_seconds: float
-    task_runs: int
-    step_task_runs: int
-    emails_delivered: int
-    emails_per_second: float
-    smtp_connections: int
-    ledger_sent: int
-    flow_state: str
-    server_catch_up_seconds: float
-    enter_seconds: float
-    step_seconds: float
-    task_names: dict[str, int] = field(default_factory=dict)
-
-
-def run_arm(name: str, batch_size: int, *, customers: int, workdir: Path, customers_csv: Path,
-            say) -> ArmResult:
-    from sqlalchemy import func, select
-
-    from flows.engine.compiler import forget_compiled
-    from flows.engine.core import Engine, set_engine
-    from flows.engine.dispatch import Dispatcher
-    from flows.engine.launch import InProcessLauncher
-    from flows.settings import get_settings, reset_settings
-    from flows.store.customers import import_customers
-    from flows.store.db import Store
-    from flows.store.tables import Delivery, Journey
-
-    folder = workdir / name
-    folder.mkdir(parents=True)
-    store = Store(f"sqlite:///{folder / 'touchpoints.db'}")
-    store.migrate()
-    report = import_customers(store, customers_csv, actor="bench")
-    if not report.ok:
-        raise RuntimeError(f"importing the bench customers failed: {report.summary()}")
-    with CountingSmtp() as smtp:
-        os.environ.update({
-            "TOUCHPOINTS_DATA_DIR": str(folder / "data"),
-            "TOUCHPOINTS_CONFIG_FILE": str(CONFIG),
-            "TOUCHPOINTS_DATABASE_URL": store.url,
-            "TOUCHPOINTS_SMTP_URL": smtp.url,
-            "TOUCHPOINTS_BATCH_SIZE": str(batch_size),
-        })
-        reset_settings()
-        engine = Engine(get_settings(), store=store)
-        set_engine(engine)
-        forget_compiled()  # the compiled flow keeps the batch size it was compiled with
+    def expect(self, kind: str, timeout: float) -> dict:
         try:
-            dispatcher = Dispatcher(engine, InProcessLauncher())
-            data = dict(engine.config.event_types()["outage.declared"].example or {})
+            message = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            message = {"kind": "timeout"}
+        if message is None or message.get("kind") != kind:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            self.stop()
+            raise RuntimeError(f"{self.arm}: expected {kind!r}, got {message!r}; its log:\n{tail}")
+        return message
 
-            # warm-up: compile the flow, open the Prefect client, touch every code path once
-            dispatcher.emit(type="outage.declared", data={**data, "outage_id": f"WARM-{name}",
-                                                          "regions": [WARMUP_REGION]},
-                            source="bench", actor="bench")
-            if smtp.messages != WARMUP_CUSTOMERS:
-                raise RuntimeError(f"{name}: the warm-up delivered {smtp.messages} emails, "
-                                   f"not {WARMUP_CUSTOMERS}")
-            smtp.reset()
+    def send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
 
-            say(f"{name}: outage for {customers} customers, one task run per "
-                f"{batch_size} recipient{'s' if batch_size > 1 else ''}…")
-            started = time.perf_counter()
-            result = dispatcher.emit(type="outage.declared",
-                                     data={**data, "outage_id": f"BENCH-{name}", "regions": [REGION]},
-                                     source="bench", actor="bench")
-            wall = time.perf_counter() - started
-            delivered = smtp.messages
-            expected = {customer_email(n) for n in range(1, customers + 1)}
-            if delivered != customers or set(smtp.recipients) != expected or \
-                    len(smtp.recipients) != customers:
-                raise RuntimeError(f"{name}: the SMTP server accepted {delivered} emails for "
-                                   f"{len(set(smtp.recipients))} distinct recipients, "
-                                   f"expected one each for {customers}")
-            journey_id = result.started[0]["journey_id"]
-            with store.session() as session:
-                flow_run_id = session.get(Journey, journey_id).flow_run_id
-                ledger_sent = session.scalar(select(func.count()).select_from(Delivery).where(
-                    Delivery.journey_id == journey_id, Delivery.status == "sent"))
-            say(f"{name}: {delivered} emails in {wall:.1f}s; waiting for the Prefect server to "
-                "record every task run…")
-            task_runs, catch_up = wait_for_task_runs(flow_run_id)
-            runs = read_task_runs(flow_run_id)
-            names: dict[str, int] = {}
-            for run in runs:
-                base = run["name"].split(" #")[0]  # step task runs are named "<step> #<batch>"
-                names[base] = names.get(base, 0) + 1
-            step_runs = [r for r in runs if r["name"].split(" #")[0] == "outage_acknowledged"]
-            enter_runs = [r for r in runs if r["name"] == "enter"]
-            return ArmResult(
-                arm=name, batch_size=batch_size, customers=customers, wall_seconds=round(wall, 2),
-                task_runs=task_runs, step_task_runs=len(step_runs), emails_delivered=delivered,
-                emails_per_second=round(delivered / wall, 1), smtp_connections=smtp.connections,
-                ledger_sent=ledger_sent, flow_state=read_flow_run(flow_run_id)["state_name"],
-                server_catch_up_seconds=round(catch_up, 1),
-                enter_seconds=round(sum(_seconds(r) for r in enter_runs), 2),
-                step_seconds=round(sum(_seconds(r) for r in step_runs), 2), task_names=names)
-        finally:
-            set_engine(None)
-            forget_compiled()
-            reset_settings()
-            store.dispose()
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send("exit")
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(10)
 
 
-# --------------------------------------------------------------------------- report
-def machine() -> dict[str, str]:
-    from importlib.metadata import version
+def arm_env(arm: str, folder: Path, server: PrefectServer, sink: Sink) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOUCHPOINTS_", "PREFECT_"))}
+    env.update({"PREFECT_HOME": str(folder / "prefect-client"), "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"})
+    if arm != "floor":
+        env["PREFECT_API_URL"] = server.api_url
+    if arm == "engine":
+        env.update({"TOUCHPOINTS_DATA_DIR": str(folder / "data"),
+                    "TOUCHPOINTS_CONFIG_FILE": str(REPO / "touchpoints.yaml"),
+                    "TOUCHPOINTS_SMTP_URL": sink.url, "TOUCHPOINTS_SECRET_KEY": SECRET})
+    return env
 
-    cpu = platform.processor() or platform.machine()
+
+def start_worker(arm: str, repeat: int, *, csv_path: Path, workdir: Path,
+                 server: PrefectServer, sink: Sink) -> Worker:
+    """Start an arm's process; it prepares (imports, store, warm-up) until it says ready."""
+    folder = workdir / f"{arm}-{repeat}"
+    folder.mkdir(parents=True)
+    return Worker(arm, env=arm_env(arm, folder, server, sink), log=folder / "worker.log",
+                  args=["--customers-csv", str(csv_path), "--smtp-port", str(sink.port),
+                        "--workdir", str(folder), "--tag", f"OUT-{arm}-{repeat}"])
+
+
+def run_arm(worker: Worker, repeat: int, *, customers: int, server: PrefectServer, sink: Sink,
+            say) -> dict:
+    """Measure one prepared arm. Nothing else is measured at the same time: the arms of a
+    round prepare together, then run one after the other."""
+    arm = worker.arm
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "os": platform.platform(terse=True),
-            "python": platform.python_version(), "prefect": version("prefect"),
-            "sqlalchemy": version("sqlalchemy"), "aiosmtpd": version("aiosmtpd")}
+        sink.reset()
+        meter = CpuMeter({"arm": worker.proc.pid, "prefect_server": server.pid,
+                          "sink": sink.pid, "bench": os.getpid()})
+        load_before = load()
+        meter.start()
+        worker.send("go")
+        done = worker.expect("done", timeout=3600)
+        stats = sink.wait_for(customers, timeout=60)
+        # the Prefect server records task runs from events after the fact: its catch-up work
+        # is part of the arm's cost, so wait until it and the arm are idle before counting
+        catch_up = settle(server.pid)
+        settle(worker.proc.pid, timeout=30)
+        cpu = meter.stop()
+        load_after = load()
+        worker.send("check")
+        checked = worker.expect("checked", timeout=600)
+    finally:
+        worker.stop()
+    wall = done["t_end"] - done["t0"]
+    total_cpu = round(sum(cpu.values()), 2)
+    result = {
+        "arm": arm, "repeat": repeat, "customers": customers,
+        "emails_delivered": stats["messages"],
+        "distinct_recipients": stats["distinct_recipients"],
+        "smtp_connections": stats["connections"],
+        "wall_s": round(wall, 3),
+        "emails_per_s": round(stats["messages"] / wall, 1) if wall > 0 else None,
+        "first_email_s": round(stats["first_at"] - done["t0"], 3) if stats["first_at"] else None,
+        "last_email_s": round(stats["last_at"] - done["t0"], 3) if stats["last_at"] else None,
+        "cpu_s": {**cpu, "total": total_cpu},
+        "emails_per_cpu_s": round(stats["messages"] / total_cpu, 1) if total_cpu else None,
+        "peak_rss_mb": done["peak_rss_mb"], "server_catch_up_s": round(catch_up, 1),
+        "prepare_s": worker.ready["prepare_s"], "load_before": load_before, "load_after": load_after,
+        "check": {k: v for k, v in checked.items() if k != "kind"},
+    }
+    say(f"[{repeat}] {arm}: {result['emails_delivered']} emails in {wall:.1f}s "
+        f"({result['emails_per_s']}/s), {total_cpu:.1f} CPU-s, first after "
+        f"{result['first_email_s']}s, load {load_before[0]} → {load_after[0]}")
+    return result
 
 
-def table(results: list[ArmResult]) -> str:
-    rows = [("arm", "batch size", "customers (N)", "wall time (s)", "task runs created",
-             "… of them for the email step", "emails delivered", "emails/s", "SMTP connections")]
-    for r in results:
-        rows.append((r.arm, str(r.batch_size), str(r.customers), f"{r.wall_seconds:.1f}",
-                     str(r.task_runs), str(r.step_task_runs), str(r.emails_delivered),
-                     f"{r.emails_per_second:.1f}", str(r.smtp_connections)))
-    return _markdown(rows)
+def summarise(runs: list[dict]) -> dict:
+    """Per arm: the median of its repeats, and every run."""
+    def median(key, sub=None):
+        values = [(r[key][sub] if sub else r[key]) for r in runs]
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    return {"emails_per_s": median("emails_per_s"), "wall_s": median("wall_s"),
+            "cpu_s": median("cpu_s", "total"),
+            "cpu_s_by_process": {name: median("cpu_s", name) for name in runs[0]["cpu_s"]},
+            "emails_per_cpu_s": median("emails_per_cpu_s"),
+            "first_email_s": median("first_email_s"), "peak_rss_mb": median("peak_rss_mb"),
+            "emails_delivered": min(r["emails_delivered"] for r in runs),
+            "smtp_connections": median("smtp_connections"), "runs": runs}
 
 
-def breakdown(results: list[ArmResult]) -> str:
-    rows = [("arm", "enter task (s)", "email step task runs, summed (s)",
-             "Prefect server caught up after the run (s)", "ledger rows 'sent'", "flow run")]
-    for r in results:
-        rows.append((r.arm, f"{r.enter_seconds:.1f}", f"{r.step_seconds:.1f}",
-                     f"{r.server_catch_up_seconds:.1f}", str(r.ledger_sent), r.flow_state))
-    return _markdown(rows)
+def ratio(a, b) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
 
 
-def _markdown(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
-             for row in rows]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+def ratios(arms: dict) -> dict:
+    engine = arms["engine"]
+    out = {}
+    for other in ("floor", "naive"):
+        ref = arms[other]
+        out[f"engine_vs_{other}"] = {
+            "emails_per_s": ratio(engine["emails_per_s"], ref["emails_per_s"]),
+            "emails_per_cpu_s": ratio(engine["emails_per_cpu_s"], ref["emails_per_cpu_s"]),
+            "cpu_s": ratio(engine["cpu_s"], ref["cpu_s"])}
+    return out
+
+
+def report(results: dict) -> str:
+    arms, n = results["arms"], results["customers"]
+    rows = [("arm", "emails/s", "wall (s)", "CPU-s total", "… arm", "… Prefect server", "… sink",
+             "emails per CPU-s", "first email (s)", "peak RSS (MB)", "SMTP connections")]
+    for name, a in arms.items():
+        by = a["cpu_s_by_process"]
+        rows.append((name, f"{a['emails_per_s']:.1f}", f"{a['wall_s']:.1f}", f"{a['cpu_s']:.1f}",
+                     f"{by['arm']:.1f}", f"{by['prefect_server']:.1f}", f"{by['sink']:.1f}",
+                     f"{a['emails_per_cpu_s']:.1f}", f"{a['first_email_s']:.2f}",
+                     f"{a['peak_rss_mb']:.0f}", f"{a['smtp_connections']:.0f}"))
+    runs = [("run", "arm", "emails", "emails/s", "CPU-s", "first email (s)", "load before",
+             "load after")]
+    for a in arms.values():
+        for r in a["runs"]:
+            runs.append((str(r["repeat"]), r["arm"], str(r["emails_delivered"]),
+                         f"{r['emails_per_s']:.1f}", f"{r['cpu_s']['total']:.1f}",
+                         f"{r['first_email_s']:.2f}", " ".join(map(str, r["load_before"])),
+                         " ".join(map(str, r["load_after"]))))
+    runs[1:] = sorted(runs[1:], key=lambda row: (int(row[0]), ARMS.index(row[1])))
+    lines = [f"N = {n} customers, {results['repeats']} repeat(s), arms interleaved; medians:", "",
+             markdown(rows), "", markdown(runs), ""]
+    for key, value in results["ratios"].items():
+        lines.append(f"{key.replace('_', ' ')}: emails/s ×{value['emails_per_s']}, "
+                     f"emails per CPU-s ×{value['emails_per_cpu_s']} "
+                     f"(CPU-s ×{value['cpu_s']})")
+    lines.append("machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()))
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- main
-def _prepare_environment(workdir: Path) -> None:
-    """Before Prefect is imported: its home in the work folder, quiet logs, no analytics."""
-    os.environ["PREFECT_HOME"] = str(workdir / "prefect-home")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.pop("PREFECT_API_URL", None)  # the test server below, never a real one
-    os.environ.pop("TOUCHPOINTS_CLOCK", None)  # real time
-    os.environ["TOUCHPOINTS_SECRET_KEY"] = "bench-secret-key-not-for-production"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=None,
-                        help=f"customers in the segment, N (default {DEFAULT_CUSTOMERS}; "
-                             f"{QUICK_CUSTOMERS} with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a smoke run: N={QUICK_CUSTOMERS} unless --customers says otherwise")
+    parser.add_argument("--customers", type=int, help=f"N (default {DEFAULT_CUSTOMERS}, "
+                                                     f"{QUICK_CUSTOMERS} with --quick)")
+    parser.add_argument("--repeats", type=int, help=f"rounds of A B C (default {DEFAULT_REPEATS}, "
+                                                   "1 with --quick)")
+    parser.add_argument("--arms", default=",".join(ARMS), help="which arms, in order")
+    parser.add_argument("--quick", action="store_true", help="a smoke run for CI")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (stores, logs)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     customers = args.customers or (QUICK_CUSTOMERS if args.quick else DEFAULT_CUSTOMERS)
-    if customers < 1:
-        parser.error("--customers must be at least 1")
+    repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if customers < 1 or repeats < 1 or not set(arms) <= set(ARMS) or "engine" not in arms:
+        parser.error("--customers and --repeats must be at least 1; --arms names floor, naive, "
+                     "engine and includes engine")
 
     def say(text: str) -> None:
         print(text, flush=True)
 
+    started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="touchpoints-bench-"))
-    _prepare_environment(workdir)
-    sys.path.insert(0, str(REPO))
+    results: dict = {"customers": customers, "repeats": repeats, "machine": machine(),
+                     "load_at_start": load()}
     try:
-        customers_csv = workdir / "customers.csv"
-        write_customers(customers_csv, customers)
-        say("starting a Prefect test server (the first start migrates its database)…")
-        from prefect.testing.utilities import prefect_test_harness
-
-        started = time.perf_counter()
-        with prefect_test_harness(server_startup_timeout=180):
-            say(f"Prefect test server up in {time.perf_counter() - started:.0f}s")
-            results = [run_arm(name, size, customers=customers, workdir=workdir,
-                               customers_csv=customers_csv, say=say) for name, size in ARMS]
-        batched, baseline = results
-        assert batched.emails_delivered == baseline.emails_delivered == customers, \
-            (batched.emails_delivered, baseline.emails_delivered, customers)
-        info = machine()
+        csv_path = workdir / "customers.csv"
+        write_customers(csv_path, customers)
+        server = PrefectServer(workdir / "prefect-server", log=workdir / "prefect-server.log")
+        say("starting the Prefect server (a subprocess; its first start migrates its database)…")
+        with Sink() as sink, server:
+            say(f"Prefect server up (pid {server.pid}), SMTP sink on port {sink.port} "
+                f"(pid {sink.pid})")
+            runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+            for repeat in range(1, repeats + 1):
+                say(f"[{repeat}] preparing {', '.join(arms)} (N={customers})…")
+                workers = [start_worker(arm, repeat, csv_path=csv_path, workdir=workdir,
+                                        server=server, sink=sink) for arm in arms]
+                try:
+                    for worker in workers:  # all prepared before any is measured
+                        worker.ready = worker.expect("ready", timeout=1800)
+                    for worker in workers:
+                        runs[worker.arm].append(run_arm(worker, repeat, customers=customers,
+                                                        server=server, sink=sink, say=say))
+                finally:
+                    for worker in workers:
+                        worker.stop()
+        results["arms"] = {arm: summarise(r) for arm, r in runs.items()}
+        results["ratios"] = ratios({**{a: {"emails_per_s": None, "emails_per_cpu_s": None,
+                                           "cpu_s": None} for a in ARMS}, **results["arms"]})
+        results["first_email_s"] = {a: v["first_email_s"] for a, v in results["arms"].items()}
+        results["peak_rss_mb"] = {a: v["peak_rss_mb"] for a, v in results["arms"].items()}
+        results["targets"] = TARGETS
+        results["load_at_end"] = load()
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
         say("")
-        say(f"N = {customers} customers in the segment, one email each, "
-            f"`{Path(sys.argv[0]).name}` on {info['nproc']} cores")
-        say("")
-        say(table(results))
-        say("")
-        say(breakdown(results))
-        say("")
-        say("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-        speedup = baseline.wall_seconds / batched.wall_seconds if batched.wall_seconds else math.inf
-        say(f"batched is {speedup:.1f}× faster end to end, with "
-            f"{baseline.task_runs / batched.task_runs:.0f}× fewer task runs")
+        say(report(results))
+        say(f"whole benchmark: {results['elapsed_s']:.0f}s")
         if args.json:
-            args.json.write_text(json.dumps({"customers": customers, "machine": info,
-                                             "speedup": round(speedup, 2),
-                                             "arms": [asdict(r) for r in results]}, indent=2))
+            args.json.write_text(json.dumps(results, indent=2))
+        short = [(r["arm"], r["repeat"], r["emails_delivered"]) for rs in runs.values() for r in rs
+                 if r["emails_delivered"] != customers or r["distinct_recipients"] != customers]
+        if short:
+            say(f"NOT every email arrived at the sink: {short}")
+            return 1
         return 0
     finally:
         if args.keep:
