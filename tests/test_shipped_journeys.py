@@ -77,3 +77,56 @@ def test_the_review_progress_note_waits_for_the_chase_task_and_sends_its_words_n
     progress = text_of(to_customer[1])
     assert "PROGRESS: the 4G backup line is ordered" in progress and "MINUTES" not in progress
     assert owner in str(to_customer[1].message["From"])
+
+
+# --------------------------------------------------------------------------- install
+def install_journeys(engine, customer_id: str) -> list[tuple[str, str]]:  # noqa: F811
+    with engine.store.session() as session:
+        rows = session.scalars(select(Journey).where(Journey.touchpoint == "install",
+                                                     Journey.customer_id == customer_id)
+                               .order_by(Journey.started_at)).all()
+        return [(j.status, j.trigger["data"]["job_id"]) for j in rows]
+
+
+def test_an_install_re_booked_after_the_chase_starts_a_new_install_journey_as_the_task_says(
+        engine, emit, clock, smtp_server):  # noqa: F811
+    emit("install.scheduled", "C-1002", job_id="JOB-1")
+    clock.advance(days=14, minutes=1)
+    emit.dispatcher.resume_due()  # never closed: the install team is asked to chase it
+    chase = open_task(engine, "C-1002", "chase_install")
+    assert "re-book it (this starts a new install journey)" in chase.body
+
+    rebooked = emit("install.scheduled", "C-1002", job_id="JOB-2")
+
+    assert [s["touchpoint"] for s in rebooked.started] == ["install"]
+    assert install_journeys(engine, "C-1002") == [("done", "JOB-1"), ("active", "JOB-2")]
+    assert len(mail_to(smtp_server, "oliver.bennett@example.com")) == 2  # two expectations emails
+
+
+def test_an_install_re_booked_while_the_first_is_open_starts_once_the_first_is_cancelled(
+        engine, emit, smtp_server):  # noqa: F811
+    from flows.engine.cancel import cancel_for_customer
+
+    emit("install.scheduled", "C-1002", job_id="JOB-1")
+    refused = emit("install.scheduled", "C-1002", job_id="JOB-2")
+    assert refused.started == []
+    assert "after_end" in refused.skipped[0]["reason"]  # one install journey at a time
+
+    cancel_for_customer(engine, "C-1002", "install", actor="test", reason="visit re-booked",
+                        prefect=False)
+    rebooked = emit("install.scheduled", "C-1002", job_id="JOB-2")
+
+    assert [s["touchpoint"] for s in rebooked.started] == ["install"]
+    assert install_journeys(engine, "C-1002") == [("cancelled", "JOB-1"), ("active", "JOB-2")]
+
+
+def test_a_cancelled_once_per_cycle_journey_lets_the_next_trigger_start_afresh(engine, emit):  # noqa: F811
+    from flows.engine.cancel import cancel_for_customer
+
+    emit("contract.signed", "C-1001")
+    cancel_for_customer(engine, "C-1001", "sale", actor="test", reason="contract withdrawn",
+                        prefect=False)
+
+    again = emit("contract.signed", "C-1001", contract_id="CT-2")
+
+    assert [s["touchpoint"] for s in again.started] == ["sale"]

@@ -5,6 +5,11 @@ pending or scheduled continuations ``cancelled``, its open handoff tasks ``cance
 the holds it placed (their release step will never run). One ``journey.cancelled`` audit row is
 written per journey, or per member when one customer leaves a segment journey.
 
+A cancelled journey frees its entry key, whatever the entry rule: the next trigger for the same
+customer (or key) starts a new journey. Cancelling is how an operator says "this journey does
+not count" (a withdrawn contract, a re-booked install); without it a ``once`` or
+``once_per_cycle`` journey, once cancelled, would refuse every later trigger for good.
+
 Continuations the service already turned into scheduled Prefect flow runs are cancelled in
 Prefect too, best effort: when Prefect cannot be reached the cancel still stands, and the run,
 if it ever starts, finds no waiting member and ends at once.
@@ -36,11 +41,9 @@ def _check_reason(reason: str) -> str:
     return reason[:500]
 
 
-def _release_entry(engine, journey: Journey) -> None:
-    """Like a finished journey: only ``after_end`` lets the same key in again."""
-    tp = engine.config.touchpoints.get(journey.touchpoint)
-    if tp is not None and tp.entry.rule == "after_end":
-        journey.entry_lock = False
+def _release_entry(journey: Journey) -> None:
+    """A cancelled journey no longer blocks its entry key, under any rule."""
+    journey.entry_lock = False
 
 
 def _cancel_whole(engine, session, journey: Journey, *, actor: str, reason: str, now,
@@ -62,7 +65,7 @@ def _cancel_whole(engine, session, journey: Journey, *, actor: str, reason: str,
     holds = session.execute(
         delete(Hold).where(Hold.source.like(f"{journey.id}:%"))).rowcount or 0
     journey.status, journey.ended_at = "cancelled", now
-    _release_entry(engine, journey)
+    _release_entry(journey)
     result = {"journey_id": journey.id, "touchpoint": journey.touchpoint,
               "customer_id": customer_id or journey.customer_id, "scope": "journey",
               "status": "cancelled", "members": members, "continuations": len(conts),
