@@ -20,6 +20,9 @@ def configure(settings: Settings) -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
     home = settings.prefect_home.resolve()
+    from flows.private import private_dir
+
+    private_dir(settings.data_dir)  # the data folder is 0700, made here at the first command
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(home))
     if "PREFECT_API_URL" not in os.environ:

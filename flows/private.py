@@ -56,5 +56,5 @@ def make_private(path: Path) -> None:
     """Narrow an existing file to 0600 (the SQLite file, files made by other libraries)."""
     try:
         os.chmod(path, FILE_MODE)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # gone, or not ours (a shared mount)
         pass

@@ -56,14 +56,11 @@ def state_path(settings: Settings) -> Path:
 
 def write_service_info(settings: Settings, info: ServiceInfo) -> Path:
     """Write serve.json atomically, readable by its owner only (it may hold an API key)."""
+    from flows.private import private_dir, write_private
+
     path = state_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info.to_dict(), fh, indent=2)
-    os.replace(tmp, path)
-    return path
+    private_dir(path.parent)
+    return write_private(path, json.dumps(info.to_dict(), indent=2))
 
 
 def remove_service_info(settings: Settings, pid: int | None = None) -> None:

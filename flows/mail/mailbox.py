@@ -2,14 +2,14 @@
 sidecar with its envelope and summary.
 
 Ids are ``<arrival time in ns, 20 digits>-<6 hex>``, so sorting names sorts by arrival. Each
-file is written to a hidden temporary name and renamed into place; the sidecar is written
-last, so a message is listed only once both files are complete.
+file is written to a hidden temporary name, created 0600 (messages hold customer data), and
+renamed into place; the sidecar is written last, so a message is listed only once both files
+are complete. The mailbox folder is 0700.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import time
@@ -21,6 +21,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from flows.errors import NotFoundError
+from flows.private import private_dir, write_private
 
 MAIL_ID = re.compile(r"^[0-9]{20}-[0-9a-f]{6}$")
 LIST_HINT = "list the caught messages with `touchpoints mail list`"
@@ -85,25 +86,13 @@ def _part_text(message: EmailMessage, subtype: str) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class Mailbox:
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
 
     def store(self, raw: bytes, *, mail_from: str, rcpt_tos: list[str]) -> str:
         """Keep one received message; returns its id."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         arrived = time.time_ns()
         mail_id = f"{arrived:020d}-{secrets.token_hex(3)}"
         headers = _parse(raw, headersonly=True)
@@ -113,8 +102,8 @@ class Mailbox:
             + f".{arrived // 1_000_000 % 1000:03d}Z",
             mail_from=mail_from or "", to=[str(r) for r in rcpt_tos],
             subject=_header(headers, "Subject"), message_id=_header(headers, "Message-ID"))
-        _write_atomically(self.dir / f"{mail_id}.eml", raw)
-        _write_atomically(self.dir / f"{mail_id}.json", json.dumps(summary.as_dict()).encode("utf-8"))
+        write_private(self.dir / f"{mail_id}.eml", raw)
+        write_private(self.dir / f"{mail_id}.json", json.dumps(summary.as_dict()).encode("utf-8"))
         return mail_id
 
     def _summary(self, path: Path) -> MailSummary | None:

@@ -3,14 +3,19 @@
 SQLite is made safe for several processes (the service, the web app and CLI commands at once):
 WAL journal, foreign keys on, a busy timeout, and every write transaction opened with
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way (the SQLAlchemy pysqlite
-recipe). PostgreSQL is used through psycopg 3 (``postgresql+psycopg://``).
+recipe). The SQLite file is created 0600 before SQLite opens it, so its -wal and -shm files
+are 0600 too; existing ones are narrowed when a Store opens them. PostgreSQL is used through
+psycopg 3 (``postgresql+psycopg://``).
 
-``open_store(settings)`` is what commands and the service call: it creates the data folder,
-migrates the database to the newest schema if needed, and keeps one Store per URL.
+``open_store(settings)`` is what commands and the service call: it creates the data folder
+(0700; an existing one is narrowed), migrates the database to the newest schema if needed
+(as the owner role of TOUCHPOINTS_MIGRATION_DATABASE_URL when set, flows/store/roles.py), and
+keeps one Store per URL.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +34,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.errors import StoreError
+from flows.private import DIR_MODE, FILE_MODE, make_private, private_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
@@ -38,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 10
+#: the SQLite file and the files SQLite keeps next to it, all 0600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 URL_HINT = ("set TOUCHPOINTS_DATABASE_URL to a reachable database, e.g. "
             "postgresql+psycopg://user:password@host:5432/touchpoints, "
@@ -222,12 +230,13 @@ def _create_engine(url: URL, *, echo: bool) -> Engine:
     try:
         if backend == "sqlite":
             if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-                folder = Path(url.database).expanduser().parent
+                database = Path(url.database).expanduser()
                 try:
-                    folder.mkdir(parents=True, exist_ok=True)
+                    database.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+                    private_sqlite_file(database)
                 except OSError as exc:
-                    raise StoreError(f"cannot create the folder {folder} for the SQLite store: "
-                                     f"{exc.strerror}",
+                    raise StoreError(f"cannot create the folder {database.parent} for the SQLite "
+                                     f"store: {exc.strerror}",
                                      hint="set TOUCHPOINTS_DATA_DIR to a writable folder") from None
             engine = create_engine(url, echo=echo,
                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -240,6 +249,17 @@ def _create_engine(url: URL, *, echo: bool) -> Engine:
     except (ArgumentError, NoSuchModuleError) as exc:
         raise StoreError(f"cannot use the database URL {display_url(url)}: {exc}",
                          hint=URL_HINT) from None
+
+
+def private_sqlite_file(database: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (its -wal, -shm and -journal files then
+    get the same mode), and narrow an existing file and its companions to 0600."""
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
+    for suffix in SQLITE_COMPANIONS:
+        make_private(database.with_name(database.name + suffix))
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
@@ -279,7 +299,7 @@ def open_store(settings: Settings | None = None) -> Store:
         if store is not None:
             return store
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)  # 0700, an existing folder narrowed too
         except OSError as exc:
             raise StoreError(f"cannot create the data folder {settings.data_dir}: {exc.strerror}",
                              hint="set TOUCHPOINTS_DATA_DIR to a writable folder") from None
