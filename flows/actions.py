@@ -309,7 +309,7 @@ def _escalation_message(engine, session, task: Task, index: int, level: dict, no
                   "after": level.get("after", 0),
                   "overdue_by": human_duration(overdue_by)},
         "links": {**task_links(engine, task.id),
-                  "team": engine.signer.url("team-tasks", team=task.team)},
+                  "team": _team_url(engine, session, task.team)},
         "company": company_context(engine.config),
         "journey": {"id": task.journey_id, "touchpoint": task.touchpoint},
         "now": now,
@@ -321,6 +321,12 @@ def _escalation_message(engine, session, task: Task, index: int, level: dict, no
                          key=f"escalation:{task.id}:{index + 1}", reply_to=d.reply_to,
                          transactional=True, postal_address=d.postal_address,
                          unsubscribe_url=None, preferences_url=None)
+
+
+def _team_url(engine, session, team: str) -> str:
+    from flows.teamlinks import shared_url
+
+    return shared_url(engine, session, team)
 
 
 def human_duration(delta: timedelta) -> str:

@@ -16,7 +16,8 @@ PURPOSES: dict[str, tuple[str, int]] = {
     "task-complete": ("/t/{token}?action=complete", 180 * 86400),
     "unsubscribe": ("/u/{token}", 400 * 86400),
     "preferences": ("/p/{token}", 400 * 86400),
-    "team-tasks": ("/teams/{token}", 400 * 86400),
+    # the team_links row decides (expiry, revocation: flows/teamlinks.py); this only bounds it
+    "team-tasks": ("/teams/{token}", 366 * 86400),
 }
 # task-ack and task-complete open the same page as task: the token is signed for "task".
 _SIGNED_AS = {"task-ack": "task", "task-complete": "task"}

@@ -1,4 +1,4 @@
-"""touchpoints tasks list / ack / complete / escalate / link."""
+"""touchpoints tasks list / ack / complete / escalate / link / links / revoke-link."""
 
 from __future__ import annotations
 
@@ -130,13 +130,64 @@ def register(app: typer.Typer) -> None:
             line = f"{r['task_id']} ({r['team']}): level {r['level']} to {r['to']}: {r['status']}"
             out.print(line + (f" ({r['reason']})" if r["reason"] else ""), markup=False)
 
-    @tasks.command("link")
-    def link(team: str = typer.Argument(..., metavar="TEAM", help="Team name.")) -> None:
-        """Print the signed link to the team's open-task list."""
+    def _team(engine, team: str) -> str:
         from flows.errors import TouchpointsError
 
-        engine = _engine()
         if team not in engine.config.teams:
             raise TouchpointsError(f"unknown team {team!r}",
                                    hint="teams: " + ", ".join(engine.config.teams))
-        out.print(engine.signer.url("team-tasks", team=team), markup=False)
+        return team
+
+    @tasks.command("link")
+    def link(team: str = typer.Argument(..., metavar="TEAM", help="Team name."),
+             days: int | None = typer.Option(None, "--days", "-d", min=1, max=365,
+                                             help="Days it stays valid (default "
+                                                  "TOUCHPOINTS_TEAM_LINK_DAYS, 30).")) -> None:
+        """Make a signed link to the team's open-task list: it expires, and `touchpoints tasks
+        revoke-link ID` closes it (and the task pages opened from it)."""
+        from flows import teamlinks
+
+        engine = _engine()
+        with engine.store.session() as session:
+            made = teamlinks.mint(session, _team(engine, team),
+                                  days=days or engine.settings.team_link_days, actor=cli_actor())
+            url = teamlinks.url_for(engine.signer, made)
+            note = (f"team link {made.id}, valid until {made.expires_at:%Y-%m-%d %H:%M} UTC; "
+                    f"revoke with `touchpoints tasks revoke-link {made.id}`")
+        out.print(url, markup=False, soft_wrap=True)
+        typer.echo(note, err=True)
+
+    @tasks.command("links")
+    def links(team: str | None = typer.Option(None, "--team", "-t", help="Only this team."),
+              all_: bool = typer.Option(False, "--all", help="Expired and revoked ones too."),
+              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List team links: id, team, status, expiry, who made it."""
+        from flows import teamlinks
+
+        engine = _engine()
+        with engine.store.session() as session:
+            rows = teamlinks.list_links(session, _team(engine, team) if team else None,
+                                        include_dead=all_)
+        if as_json:
+            out.print_json(json.dumps(rows, default=str))
+            return
+        if not rows:
+            out.print("no team links" + ("" if all_ else " in force (--all shows the others)"))
+            return
+        table = Table("link", "team", "status", "expires", "made by")
+        for r in rows:
+            table.add_row(r["id"], r["team"], r["status"], f"{r['expires_at']:%Y-%m-%d %H:%M}",
+                          r["created_by"])
+        out.print(table)
+
+    @tasks.command("revoke-link")
+    def revoke_link(link_id: str = typer.Argument(..., metavar="ID",
+                                                  help="Link id, e.g. TL-4be1c02a9f12.")) -> None:
+        """Revoke a team link: it and the task pages opened from it stop working at once."""
+        from flows import teamlinks
+
+        engine = _engine()
+        with engine.store.session() as session:
+            revoked = teamlinks.revoke(session, link_id.strip(), actor=cli_actor())
+            team = revoked.team
+        out.print(f"revoked team link {link_id.strip()} ({team})", markup=False)

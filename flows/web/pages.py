@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from flows import actions, clock
+from flows import actions, clock, teamlinks
 from flows.errors import NotFoundError
 from flows.links import InvalidLink
 from flows.store.tables import Customer, Survey, Task
@@ -257,6 +257,27 @@ def survey_thanks(request: Request, token: str) -> Response:
 
 
 # --------------------------------------------------------------------------- tasks
+def _via_ok(session, found: dict[str, Any], task: Task | None):
+    """A task link handed out by a team list works only while that team link does: the live
+    TeamLink, True for a link from an email (no ``via``), None when it no longer works."""
+    if task is None:
+        return None
+    if "via" not in found:
+        return True
+    return teamlinks.active(session, found["via"], task.team)
+
+
+def task_id_of(request: Request, token: str) -> str | None:
+    """The task a task link opens, or None (forged, expired, or its team link is dead)."""
+    found = claims(request, "task", token)
+    if not found or not isinstance(found.get("task"), str):
+        return None
+    with reading(engine_of(request)) as session:
+        if _via_ok(session, found, session.get(Task, found["task"])) is None:
+            return None
+    return found["task"]
+
+
 def _task_context(request: Request, token: str) -> dict[str, Any] | None:
     found = claims(request, "task", token)
     if not found or not isinstance(found.get("task"), str):
@@ -265,8 +286,12 @@ def _task_context(request: Request, token: str) -> dict[str, Any] | None:
     now = clock.now()
     with reading(engine) as session:
         task = session.get(Task, found["task"])
-        if task is None:
+        via = _via_ok(session, found, task)
+        if via is None:
             return None
+        if via is True:  # from an email: the team's shared link, if one is live (none is made)
+            via = teamlinks.current_shared(session, task.team, 0, now)
+        team_link = f"/teams/{teamlinks.token_for(engine.signer, via)}" if via else None
         customer = session.get(Customer, task.customer_id) if task.customer_id else None
         done = task.escalation_level or 0
         view = {
@@ -288,9 +313,8 @@ def _task_context(request: Request, token: str) -> dict[str, Any] | None:
                              "plan": customer.plan, "region": customer.region,
                              "account_owner": customer.account_owner,
                              "account_owner_name": customer.account_owner_name}
-    team_token = engine.signer.token("team-tasks", team=view["team"])
     return {"token": token, "task": view, "customer": customer_view, "by": view["owner"],
-            "team_link": f"/teams/{team_token}"}
+            "team_link": team_link}
 
 
 @router.get("/t/{token}", response_class=HTMLResponse)
@@ -307,17 +331,17 @@ def task_page(request: Request, token: str, action: str | None = None,
 
 
 def _task_post(request: Request, token: str, form, which: str) -> Response:
-    found = claims(request, "task", token)
-    if not found or not isinstance(found.get("task"), str):
+    task_id = task_id_of(request, token)
+    if task_id is None:
         return unavailable(request)
     engine, dispatcher = engine_of(request), request.app.state.dispatcher
     by = (text_field(form, "by") or "").strip()
     outcome = text_field(form, "outcome")
     try:
         if which == "ack":
-            actions.acknowledge_task(engine, dispatcher, found["task"], by=by, actor=f"web:{by}")
+            actions.acknowledge_task(engine, dispatcher, task_id, by=by, actor=f"web:{by}")
         else:
-            actions.complete_task(engine, dispatcher, found["task"], by=by, outcome=outcome or "",
+            actions.complete_task(engine, dispatcher, task_id, by=by, outcome=outcome or "",
                                   actor=f"web:{by}")
     except NotFoundError:
         return unavailable(request)
@@ -352,12 +376,13 @@ async def task_complete(request: Request, token: str) -> Response:
 def team_page(request: Request, token: str) -> Response:
     found = claims(request, "team-tasks", token)
     engine = engine_of(request)
-    team = found.get("team") if found else None
-    if not isinstance(team, str) or team not in engine.config.teams:
-        return unavailable(request)
     now = clock.now()
     rows = []
     with reading(engine) as session:
+        link = teamlinks.resolve(session, found, now)  # expired, revoked, old-style: None
+        if link is None or link.team not in engine.config.teams:
+            return unavailable(request)
+        team = link.team
         names = {}
         for task in actions.list_tasks(session, team=team):
             if task.customer_id and task.customer_id not in names:
@@ -368,7 +393,7 @@ def team_page(request: Request, token: str) -> Response:
                 "customer": names.get(task.customer_id) if task.customer_id else None,
                 "due": due_state(task.due_at, task.created_at, now),
                 "due_at_local": local(engine, task.due_at),
-                "href": "/t/" + engine.signer.token("task", task=task.id),
+                "href": "/t/" + engine.signer.token("task", task=task.id, via=link.id),
             })
     overdue = sum(1 for r in rows if r["due"]["kind"] == "overdue")
     tz = zone(engine)
