@@ -27,11 +27,28 @@ def _print_result(result: dict, as_json: bool) -> None:
         who = start.get("customer_id") or start.get("label")
         out.print(f"started [bold]{start['touchpoint']}[/] for {who}")
     for wake in result.get("resumed", []):
-        out.print(f"resumed [bold]{wake['touchpoint']}[/] journey {wake['journey_id']} after {wake['pointer']}")
+        where = f" after {wake['pointer']}" if wake.get("pointer") else ""
+        out.print(f"resumed [bold]{wake.get('touchpoint') or 'the'}[/] journey {wake['journey_id']}"
+                  f"{where}")
     for skip in result.get("skipped", []):
         out.print(f"[dim]not started {skip['touchpoint']}: {skip['reason']}[/]")
-    if not (result.get("started") or result.get("resumed") or result.get("duplicate")):
+    if not (result.get("started") or result.get("resumed") or result.get("duplicate")
+            or result.get("skipped")):
         out.print("no touch point is triggered by this event")
+
+
+def _print_answer(answer: dict, as_json: bool, customer: str | None = None) -> None:
+    """The running service's answer, worded like a local emit: what started, what woke, what
+    the entry rule refused."""
+    if as_json:
+        out.print_json(json.dumps(answer, default=str))
+        return
+    out.print(f"posted to {answer['service']}: event {answer['event_id']} accepted")
+    _print_result({"event_id": answer["event_id"], "duplicate": answer.get("duplicate"),
+                   "started": [{"touchpoint": name, "label": customer or "its audience"}
+                               for name in answer.get("started") or []],
+                   "resumed": [{"journey_id": jid} for jid in answer.get("resumed") or []],
+                   "skipped": answer.get("skipped") or []}, as_json=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,17 +64,23 @@ def register(app: typer.Typer) -> None:
         from flows.store import audit
         from flows.store.tables import Customer
 
+        from flows.engine.intake import refuse_bad_data
+
         engine = _engine()
         tp = engine.touchpoint(name)
         if tp.audience == "customer" and not customer:
             raise TouchpointsError(f"touch point {name} is for one customer",
                                    hint=f"add --customer ID, e.g. touchpoints run {name} --customer C-1001")
+        payload = parse_json_option(data, "--data")
+        if tp.trigger.kind == "event":  # the data stands in for the trigger's: same contract
+            refuse_bad_data(engine, type=tp.trigger.event, data=payload, customer_id=customer,
+                            source="touchpoints run", actor=cli_actor())
         with engine.store.session() as session:
             if customer and session.get(Customer, customer) is None:
                 raise NotFoundError(f"unknown customer {customer!r}",
                                     hint="list them with `touchpoints customers list`")
             event = {"id": f"run-{uuid.uuid4().hex}", "type": getattr(tp.trigger, "event", None) or "manual.run",
-                     "customer_id": customer, "data": parse_json_option(data, "--data"),
+                     "customer_id": customer, "data": payload,
                      "occurred_at": clock.now().isoformat()}
             audit.record(session, action="touchpoint.run", result="requested", actor=cli_actor(),
                          touchpoint=name, customer_id=customer, reason="touchpoints run",
@@ -92,11 +115,7 @@ def register(app: typer.Typer) -> None:
         answer = emit_remote(get_settings(), type=event_type, customer_id=customer, data=payload,
                              event_id=event_id, remote=remote)
         if answer is not None:
-            if as_json:
-                out.print_json(json.dumps(answer, default=str))
-            else:
-                out.print(f"posted to {answer['service']}: event {answer['event_id']} accepted; "
-                          f"started {', '.join(answer.get('started') or []) or 'nothing new'}")
+            _print_answer(answer, as_json, customer)
             return
         dispatcher = Dispatcher(_engine(), InProcessLauncher())
         result = dispatcher.emit(type=event_type, customer_id=customer, data=payload,

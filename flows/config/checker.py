@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from flows.config.contractcheck import Contracts, declared_fields, example_problems
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
 from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
@@ -158,10 +159,13 @@ class _Checker:
             examples.setdefault(name, dict(spec.example))
         defaults = config.defaults if config is not None else _quiet(
             Defaults.model_validate, self.data.get("defaults"))
+        fields = declared_fields(config, self._section("events"))
+        self.problems.extend(example_problems(self._section("events"), fields))
         return Catalogue(teams=set(self._section("teams")),
                          categories=set(self._section("categories")),
                          examples=examples, company=company_sample(defaults),
-                         renderer=Renderer(self.templates_dir))
+                         renderer=Renderer(self.templates_dir),
+                         contracts=Contracts.build(examples, fields))
 
     def _pieces(self, config: ConfigFile | None, name: Any, raw: dict) -> tuple[Any, Any, Any]:
         """The trigger, audience and entry of a touch point, each None if it did not parse."""

@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from pydantic import BaseModel
 
+from flows.config.contractcheck import (
+    Contracts,
+    evaluate_strictly,
+    field_problems,
+    optional_problem,
+)
 from flows.config.diagnostics import (
     DOCS_GUIDE,
     DOCS_STEPS,
@@ -26,7 +32,7 @@ from flows.config.diagnostics import (
     one_of,
 )
 from flows.config.parsing import Unparsed, iter_marked, step_lists
-from flows.config.samples import sample_context, sample_trigger
+from flows.config.samples import sample_context, sample_event, sample_trigger
 from flows.errors import ExpressionError
 from flows.steps.base import StepConfig
 from flows.templating import (
@@ -52,6 +58,16 @@ class Catalogue:
     examples: dict[str, dict[str, Any]]   # event type → example data
     company: dict[str, Any]
     renderer: Renderer                    # the templates/ folder (compiled templates cached)
+    contracts: Contracts = field(default_factory=Contracts)  # the events' fields: (typed examples)
+
+
+@dataclass
+class _Contexts:
+    """The sample contexts at a place, and the event type each data root holds there."""
+
+    full: dict[str, Any]
+    required: dict[str, Any]
+    scope: dict[str, str | None]
 
 
 @dataclass
@@ -73,6 +89,8 @@ class TouchPointChecker:
         self.templates_dir = catalogue.renderer.templates_dir
         self.env = catalogue.renderer.env
         self.trigger_event: dict[str, Any] | None = None
+        self.trigger_required: dict[str, Any] | None = None  # with only its required fields
+        self.trigger_type: str | None = None   # the event type of trigger (None: synthetic)
         self.all_ids: set[str] = set()
         self.current: str | None = None   # the id of the step being checked
 
@@ -88,13 +106,20 @@ class TouchPointChecker:
             self._add(self.loc + ("audience",),
                       "a schedule trigger is about no one customer, so it needs a segment",
                       hint="write e.g. audience: {segment: \"customer.plan == 'Business'\"}")
-        for part, model in (("trigger", trigger), ("audience", audience), ("entry", entry)):
-            if isinstance(model, BaseModel):
-                self._fields(model, self.loc + (part,), earlier=[], context=None)
         event = getattr(trigger, "event", None)
+        contracts = self.catalogue.contracts
         if trigger is not None and (event is None or event in self.catalogue.examples):
             self.trigger_event = sample_trigger(trigger, touchpoint=str(self.name),
-                                                examples=self.catalogue.examples)
+                                                examples=contracts.typed or self.catalogue.examples)
+            self.trigger_required = sample_trigger(trigger, touchpoint=str(self.name),
+                                                   examples=contracts.required or
+                                                   self.catalogue.examples)
+            self.trigger_type = event if trigger.kind == "event" else None
+        top = None if self.trigger_event is None else _Place(None, self.loc, [])
+        for part, model in (("trigger", trigger), ("audience", audience), ("entry", entry)):
+            if isinstance(model, BaseModel):
+                self._fields(model, self.loc + (part,), earlier=[],
+                             context=top and self._context(top))
         self._duplicates(places)
         for place in places:
             model = place.step.partial if isinstance(place.step, Unparsed) else place.step
@@ -116,30 +141,68 @@ class TouchPointChecker:
             else:
                 first[step_id] = place.loc
 
-    def _context(self, place: _Place) -> dict[str, Any] | None:
-        """The sample context at a step, or None when something it depends on did not parse
-        (rendering then would only repeat that error)."""
+    def _context(self, place: _Place) -> _Contexts | None:
+        """The sample contexts at a step (the examples in full, and with only their required
+        fields), or None when something it depends on did not parse (rendering then would
+        only repeat that error)."""
         if self.trigger_event is None or any(isinstance(s, Unparsed) for _, s in place.earlier):
             return None
-        results = {}
-        for step_id, step in place.earlier:
-            try:
-                results[step_id] = step.sample_result(self.catalogue.examples)
-            except Exception:  # noqa: BLE001 - a plugin's sample_result must not break the check
-                results[step_id] = {}
-        return sample_context(company=self.catalogue.company, trigger=self.trigger_event,
-                              touchpoint=str(self.name), results=results)
+        contracts = self.catalogue.contracts
+        out = []
+        for trigger, examples in ((self.trigger_event, contracts.typed),
+                                  (self.trigger_required, contracts.required)):
+            results = {}
+            for step_id, step in place.earlier:
+                try:
+                    results[step_id] = step.sample_result(examples or self.catalogue.examples)
+                except Exception:  # noqa: BLE001 - a plugin's sample_result must not break the check
+                    results[step_id] = {}
+            out.append(sample_context(company=self.catalogue.company, trigger=trigger,
+                                      touchpoint=str(self.name), results=results))
+        scope = {"event": self.trigger_type, "trigger": self.trigger_type}
+        for step_id, result in out[0]["steps"].items():
+            received = result.get("event") if isinstance(result, dict) else None
+            if isinstance(received, dict):
+                scope[f"steps.{step_id}.event"] = received.get("type")
+        return _Contexts(full=out[0], required=out[1], scope=scope)
+
+    def _own_event(self, model: BaseModel, loc: Loc,
+                   context: _Contexts | None) -> _Contexts | None:
+        """In a model naming an event (a wait_for's ``match``), ``event`` is that event."""
+        own = next((v for _, m, v in iter_marked(model, loc) if m == "event"), None)
+        if context is None or own is None or own == self.trigger_type:
+            return context
+        contracts = self.catalogue.contracts
+        typed = contracts.typed.get(own, self.catalogue.examples.get(own, {}))
+        required = contracts.required.get(own, typed)
+        return _Contexts(full={**context.full, "event": sample_event(own, dict(typed))},
+                         required={**context.required, "event": sample_event(own, dict(required))},
+                         scope={**context.scope, "event": own})
+
+    def _contract(self, loc: Loc, source: str, context: _Contexts | None, *,
+                  expression: bool, label: str = "") -> bool:
+        """Only declared fields, compared with constants of their type; False if not."""
+        if context is None:
+            return True
+        found = field_problems(loc, source, expression=expression, scope=context.scope,
+                               contracts=self.catalogue.contracts, label=label)
+        self.problems.extend(found)
+        return not found
 
     # ------------------------------------------------------------------ fields
     def _fields(self, model: BaseModel, loc: Loc, *, earlier: list[tuple[str, Any]],
-                context: dict[str, Any] | None) -> None:
+                context: _Contexts | None) -> None:
         ids = [step_id for step_id, _ in earlier]
+        own = self._own_event(model, loc, context)
         for where, marker, value in iter_marked(model, loc):
             if marker == "expression":
-                if self._expression(where, value):
-                    self._references(where, step_references(value), ids)
+                if self._expression(where, value) and \
+                        self._references(where, step_references(value), ids) and \
+                        self._contract(where, value, own, expression=True):
+                    self._evaluate(where, value, own)
             elif marker in ("text", "header"):
-                if self._references(where, step_references(value, expression=False), ids):
+                if self._references(where, step_references(value, expression=False), ids) \
+                        and self._contract(where, value, context, expression=False):
                     self._inline(where, value, context)
             elif marker == "template":
                 self._template(where, value, model, ids, context)
@@ -190,7 +253,14 @@ class TouchPointChecker:
         self._add(loc, message, hint=hint)
 
     # ------------------------------------------------------------------ rendering
-    def _inline(self, loc: Loc, value: str, context: dict[str, Any] | None) -> None:
+    def _evaluate(self, loc: Loc, value: str, context: _Contexts | None) -> None:
+        """Evaluate an expression on the sample data, as the engine will, when the event it
+        sees has a contract (an example alone is only an illustration)."""
+        if context is not None and context.scope.get("event") in self.catalogue.contracts.fields:
+            self._both(loc, context, lambda ctx: evaluate_strictly(value, ctx), label="",
+                       source=value, expression=True)
+
+    def _inline(self, loc: Loc, value: str, context: _Contexts | None) -> None:
         try:
             template = self.env.from_string(value)
         except TemplateSyntaxError as exc:
@@ -198,7 +268,28 @@ class TouchPointChecker:
             self._add(loc, f"template syntax error{line}: {exc.message}")
             return
         if context is not None:
-            self._render(loc, lambda: template.render(context), label="")
+            self._both(loc, context, template.render, label="", source=value)
+
+    def _both(self, loc: Loc, context: _Contexts, render, *, label: str, source: str,
+              expression: bool = False) -> None:
+        """Render with the full examples, then (if that worked) with only the required
+        fields: what fails only then uses an optional field without a guard."""
+        if not self._render(loc, lambda: render(context.full), label=label):
+            return
+        try:
+            render(context.required)
+        except Exception as exc:  # noqa: BLE001 - reported as a diagnostic, never raised
+            optional = self.catalogue.contracts.optional_names(
+                {t for t in context.scope.values() if t})
+            problem = optional_problem(loc, exc, where=_where(label, exc), optional=optional,
+                                       source=source, expression=expression,
+                                       line=_line(label, exc))
+            if problem is None:
+                problem = Problem(loc, f"{_where(label, exc)}fails when the optional fields are "
+                                       f"left out: {type(exc).__name__}: {exc}",
+                                  hint="guard each optional field with `is defined` or "
+                                       "| default(...)")
+            self.problems.append(problem)
 
     def _template(self, loc: Loc, name: str, model: BaseModel, ids: list[str],
                   context: dict[str, Any] | None) -> None:
@@ -221,10 +312,15 @@ class TouchPointChecker:
             return
         extra = _message_extra(model, name)
         for part in present:
-            self._file(loc, part, context, extra)
+            try:
+                source = (self.templates_dir / part).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                source = ""
+            if self._contract(loc, source, context, expression=False, label=f"templates/{part}"):
+                self._file(loc, part, context, extra, source)
 
-    def _file(self, loc: Loc, part: str, context: dict[str, Any] | None,
-              extra: dict[str, Any]) -> None:
+    def _file(self, loc: Loc, part: str, context: _Contexts | None,
+              extra: dict[str, Any], source: str = "") -> None:
         try:
             template = self.env.get_template(part)
         except TemplateSyntaxError as exc:
@@ -239,12 +335,18 @@ class TouchPointChecker:
             return
         if context is None:
             return
-        merged = {**context, **extra, "links": {**context["links"], **extra.get("links", {})}}
-        self._render(loc, lambda: template.render(merged), label=f"templates/{part}")
 
-    def _render(self, loc: Loc, render, *, label: str) -> None:
+        def render(ctx: dict[str, Any]) -> str:
+            return template.render({**ctx, **extra,
+                                    "links": {**ctx["links"], **extra.get("links", {})}})
+
+        self._both(loc, context, render, label=f"templates/{part}", source=source)
+
+    def _render(self, loc: Loc, render, *, label: str) -> bool:
+        """Run ``render``; False (and the problem added) when it fails."""
         try:
             render()
+            return True
         except TemplateSyntaxError as exc:  # in an included or extended template
             self._add(loc, f"templates/{exc.name} line {exc.lineno}: template syntax error: "
                            f"{exc.message}")
@@ -256,18 +358,27 @@ class TouchPointChecker:
                 AttributeError, OverflowError) as exc:  # filters fail on sample data in many ways
             self._add(loc, f"{_where(label, exc)}fails with the sample data: "
                            f"{type(exc).__name__}: {exc}", hint=_NAMES_HINT)
+        return False
 
 
 def _where(label: str, exc: BaseException) -> str:
     """``templates/x.txt line 4: `` from the traceback of a render error (or just the label)."""
     if not label:
         return ""
+    line = _line(label, exc)
+    return f"{label} line {line}: " if line else f"{label}: "
+
+
+def _line(label: str, exc: BaseException) -> int | None:
+    """The line of template ``label`` a render error was raised on (None for inline text)."""
     line = None
+    if not label:
+        return None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         filename = frame.f_code.co_filename
         if filename.replace("\\", "/").endswith(label.removeprefix("templates/")):
             line = lineno
-    return f"{label} line {line}: " if line else f"{label}: "
+    return line
 
 
 def _message_extra(model: BaseModel, name: str) -> dict[str, Any]:

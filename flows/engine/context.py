@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flows.config.contracts import typed_event, typed_results
 from flows.steps.base import CustomerView, Delivery, Member
 from flows.templating import evaluate, render_text
 
@@ -22,9 +23,9 @@ def build_context(*, config, customer: CustomerView | None, event: dict | None,
     """The names an ops lead may use (docs/architecture.md, "Expressions and templates")."""
     ctx: dict[str, Any] = {
         "customer": customer.as_context() if customer else {},
-        "event": event or trigger or {},
-        "trigger": trigger or {},
-        "steps": results or {},
+        "event": typed_event(config, event or trigger or {}),
+        "trigger": typed_event(config, trigger or {}),
+        "steps": typed_results(config, results),
         "company": company_context(config),
         "journey": {"id": journey_id, "touchpoint": touchpoint},
         "links": dict(links or {}),

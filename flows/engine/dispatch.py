@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from flows import clock
 from flows.engine.context import build_context
+from flows.engine.intake import refuse_bad_data
 from flows.engine.journeys import continuation_id
 from flows.engine.matching import answered_results, event_dict, matches
 from flows.errors import NotFoundError, TouchpointsError
@@ -82,6 +83,8 @@ class Dispatcher:
              event_id: str | None = None, occurred_at: datetime | None = None,
              source: str = "cli", actor: str = "system") -> EmitResult:
         self.check_type(type)
+        refuse_bad_data(self.engine, type=type, data=data, event_id=event_id,
+                        customer_id=customer_id, source=source, actor=actor)
         now = clock.now()
         event_id = event_id or f"evt-{uuid.uuid4().hex}"
         retry = None

@@ -52,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.errors import (
     ConfigError,
+    EventDataError,
     ExpressionError,
     ImportRowsError,
     NotFoundError,
@@ -158,6 +159,8 @@ def exception_response(exc: Exception) -> JSONResponse:
         log.error("API request failed on the configuration: %s", exc.message)
         return error_response(500, "config_error", "the service's configuration is invalid",
                               hint="run `touchpoints check` on the server")
+    if isinstance(exc, EventDataError):
+        return data_refused(exc).response()
     if isinstance(exc, ImportRowsError):
         return error_response(422, "invalid_rows", exc.message, hint=exc.hint)
     if isinstance(exc, TouchpointsError):
@@ -386,6 +389,8 @@ def _emit(dispatcher, event: EventIn, caller: Principal) -> dict:
                                      occurred_at=event.occurred_at, source=caller.actor,
                                      actor=caller.actor)
             break
+        except EventDataError as exc:
+            raise data_refused(exc) from None
         except NotFoundError as exc:
             raise ApiError(422, "unknown_customer", exc.message,
                            hint="create it first with PUT /api/customers/{id}, "
@@ -403,9 +408,44 @@ def _emit(dispatcher, event: EventIn, caller: Principal) -> dict:
                                f"failed: {type(exc).__name__}",
                                hint="the event stays in the inbox; see the service's log") from None
             raise
+    started, skipped = _admitted(dispatcher, result)
     return {"event_id": result.event_id, "status": "accepted", "duplicate": result.duplicate,
-            "started": [s["touchpoint"] if isinstance(s, dict) else str(s) for s in result.started],
-            "resumed": [w["journey_id"] if isinstance(w, dict) else str(w) for w in result.resumed]}
+            "started": started,
+            "resumed": [w["journey_id"] if isinstance(w, dict) else str(w) for w in result.resumed],
+            "skipped": skipped}
+
+
+def _admitted(dispatcher, result) -> tuple[list[str], list[dict]]:
+    """The touch points started, and those not started with the reason. The service's outbox
+    answers before the journeys are entered, so a start the entry rule will refuse is told
+    apart here (never answered as started)."""
+    from flows.engine.intake import entry_refusal
+
+    started: list[str] = []
+    skipped = [{"touchpoint": s.get("touchpoint"), "reason": s.get("reason")}
+               for s in result.skipped if isinstance(s, dict)]
+    for start in result.started:
+        if not isinstance(start, dict):
+            started.append(str(start))
+            continue
+        reason = None
+        if dispatcher.outbox and not result.duplicate:
+            reason = entry_refusal(dispatcher.engine, touchpoint=start["touchpoint"],
+                                   event_id=result.event_id, customer_id=start.get("customer_id"))
+        if reason:
+            skipped.append({"touchpoint": start["touchpoint"], "reason": reason})
+        else:
+            started.append(start["touchpoint"])
+    return started, skipped
+
+
+def data_refused(exc: EventDataError) -> ApiError:
+    """422 ``invalid_event_data``: each field of ``data`` that breaks the event's contract, with
+    what was expected."""
+    fields = [{"field": f"data.{name}", "message": f"`data.{name}`: {why}"}
+              for name, why in exc.problems.items()]
+    return ApiError(422, "invalid_event_data", exc.message, hint=exc.hint,
+                    extra={"fields": fields})
 
 
 def _stored(dispatcher, event_id: str) -> bool:

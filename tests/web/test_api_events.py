@@ -59,7 +59,7 @@ def test_an_event_is_answered_202_with_what_it_started(client, engine, launcher,
                          event_body("crm-1", customer_id=customer, data={"plan": "Fibre 500"}))
     assert response.status_code == 202
     assert response.json() == {"event_id": "crm-1", "status": "accepted", "duplicate": False,
-                               "started": ["sale"], "resumed": []}
+                               "started": ["sale"], "resumed": [], "skipped": []}
     assert [(s["touchpoint"], s["customer_id"]) for s in launcher.started] == [("sale", customer)]
     assert launcher.started[0]["event"]["data"] == {"plan": "Fibre 500"}
 
@@ -96,7 +96,8 @@ def test_the_same_event_id_twice_starts_one_journey_and_gets_the_same_answer(cli
 def test_a_repeated_event_that_woke_a_journey_answers_the_same_resumed_list(client, engine,
                                                                             launcher, key, customer):
     journey_id = add_waiting_journey(engine, customer)
-    payload = event_body("survey-1", "survey.answered", customer_id=customer, data={"score": 5})
+    payload = event_body("survey-1", "survey.answered", customer_id=customer,
+                         data={"survey_id": "s-1", "score": 5})
     first = post_json(client, "/api/events", key, payload)
     again = post_json(client, "/api/events", key, payload)
     assert first.json()["resumed"] == again.json()["resumed"] == [journey_id]
@@ -120,8 +121,9 @@ def test_occurred_at_is_kept_in_utc_and_defaults_to_now(client, engine, key, cus
     assert by_id["crm-2"].occurred_at is not None
 
 
-def test_a_segment_event_without_the_data_its_segment_needs_is_accepted(client, launcher, key):
-    response = post_json(client, "/api/events", key, event_body("mon-1", "outage.declared"))
+def test_a_segment_event_with_only_its_required_data_is_accepted(client, launcher, key):
+    response = post_json(client, "/api/events", key,
+                         event_body("mon-1", "outage.declared", data={"regions": ["north"]}))
     assert response.status_code == 202
     assert response.json()["started"] == ["outage"]
 
@@ -129,7 +131,8 @@ def test_a_segment_event_without_the_data_its_segment_needs_is_accepted(client, 
 def test_an_event_no_touch_point_listens_to_is_stored_and_starts_nothing(client, engine, launcher,
                                                                          key, customer):
     response = post_json(client, "/api/events", key,
-                         event_body("t-1", "task.acknowledged", customer_id=customer))
+                         event_body("t-1", "task.acknowledged", customer_id=customer,
+                                    data={"task_id": "T-1", "acknowledged_by": "a@example.com"}))
     assert response.status_code == 202
     assert response.json()["started"] == [] and launcher.started == []
     assert [e.id for e in events(engine)] == ["t-1"]
@@ -277,13 +280,97 @@ def test_concurrent_posts_of_one_event_start_one_journey(app, engine, launcher, 
         assert len(session.scalars(select(Event)).all()) == 1
 
 
-def test_an_event_whose_trigger_filter_cannot_be_evaluated_is_refused_and_not_stored(
+def test_an_event_missing_what_its_trigger_filter_needs_is_refused_by_its_contract(
         client, engine, launcher, key, customer):
-    # billing starts on invoice.issued where "event.data.first": without `first` the filter
-    # fails, which is the sender's to fix
+    # billing starts on invoice.issued where "event.data.first": `first` is required
     response = post_json(client, "/api/events", key,
                          event_body("inv-1", "invoice.issued", customer_id=customer, data={}))
     assert response.status_code == 422
     error = error_of(response)
-    assert error["code"] == "cannot_evaluate" and "event.data.first" in error["message"]
+    assert error["code"] == "invalid_event_data"
+    assert "data.first" in [f["field"] for f in error["fields"]]
     assert events(engine) == [] and launcher.started == []
+
+
+# ---------------------------------------------------------------------- the data contract
+def test_data_that_breaks_the_contract_is_a_422_naming_each_field_and_what_was_expected(
+        client, engine, launcher, key):
+    body = event_body("out-1", "outage.declared",
+                      data={"regions": "north", "outage_id": "X", "eta": "2 hours"})
+    response = post_json(client, "/api/events", key, body)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "invalid_event_data"
+    fields = {f["field"]: f["message"] for f in error["fields"]}
+    assert set(fields) == {"data.regions", "data.eta"}
+    assert "expected a list of string" in fields["data.regions"]
+    assert "ISO date and time" in fields["data.eta"] and "'2 hours'" in fields["data.eta"]
+    assert "events.outage.declared.fields" in error["hint"]
+    assert events(engine) == [] and launcher.started == []
+
+
+@pytest.mark.parametrize("type_, data, missing", [
+    ("outage.declared", {"outage_id": "X"}, {"data.regions"}),
+    ("billing.disputed", {"dispute_id": "DSP-1"},
+     {"data.invoice_number", "data.amount_disputed", "data.reason", "data.raised_via"}),
+])
+def test_a_required_field_left_out_is_refused_before_anything_starts(client, engine, launcher,
+                                                                     key, customer, type_, data,
+                                                                     missing):
+    body = event_body("e-1", type_, customer_id=customer, data=data)
+    response = post_json(client, "/api/events", key, body)
+    assert response.status_code == 422
+    assert {f["field"] for f in error_of(response)["fields"]} == missing
+    assert events(engine) == [] and launcher.started == [] and launcher.resumed == []
+
+
+def test_a_refusal_is_audited_once_with_its_errors(client, engine, key, key_id, customer):
+    post_json(client, "/api/events", key,
+              event_body("out-1", "outage.declared", data={"regions": ["north"], "eta": "soon"}))
+    [row] = audit_rows(engine, "event.refused")
+    assert (row.result, row.actor) == ("refused", f"api:{key_id}")
+    assert row.detail["event_id"] == "out-1" and row.detail["type"] == "outage.declared"
+    assert set(row.detail["errors"]) == {"eta"}
+    assert audit_rows(engine, "event.received") == []
+
+
+def test_the_stored_event_keeps_the_data_as_sent(client, engine, launcher, key):
+    data = {"regions": ["north"], "eta": "2026-11-23T18:00:00Z", "extra": 1}
+    response = post_json(client, "/api/events", key, event_body("out-1", "outage.declared",
+                                                                data=data))
+    assert response.status_code == 202
+    [row] = events(engine)
+    assert row.data == data
+    assert launcher.started[0]["event"]["data"] == data
+
+
+def test_a_start_the_entry_rule_will_refuse_is_not_answered_as_started(app, engine, dispatcher,
+                                                                       client, key, customer):
+    from flows.engine.journeys import JourneyOps
+
+    first = post_json(client, "/api/events", key, event_body("crm-1", customer_id=customer))
+    assert first.json()["started"] == ["sale"]
+    with engine.store.session() as session:  # enter the journey, as the service's run would
+        JourneyOps(engine).enter(session, touchpoint=engine.touchpoint("sale"),
+                                 event=_stored_event(engine, "crm-1"), customer_id=customer,
+                                 flow_run_id=None, now=_now())
+    dispatcher.outbox = True  # the service's intake: answers before any journey is entered
+    again = post_json(client, "/api/events", key, event_body("crm-2", customer_id=customer))
+    assert again.status_code == 202
+    body = again.json()
+    assert body["started"] == []
+    [skip] = body["skipped"]
+    assert skip["touchpoint"] == "sale" and "entry rule once_per_cycle" in skip["reason"]
+
+
+def _stored_event(engine, event_id: str) -> dict:
+    from flows.engine.matching import event_dict
+
+    with engine.store.session() as session:
+        return event_dict(session.get(Event, event_id))
+
+
+def _now():
+    from flows import clock
+
+    return clock.now()

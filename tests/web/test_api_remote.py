@@ -128,7 +128,8 @@ def test_the_api_key_comes_from_the_environment_before_serve_json(local, server,
     remote.write_service_info(local, remote.ServiceInfo(pid=os.getpid(), web_url=server,
                                                         api_key="tp_000000000000_" + "x" * 43))
     monkeypatch.setenv(remote.API_KEY_ENV, key)
-    assert remote.emit_remote(local, type="outage.declared")["status"] == "accepted"
+    answer = remote.emit_remote(local, type="outage.declared", data={"regions": ["north"]})
+    assert answer["status"] == "accepted"
 
 
 def test_without_a_key_the_service_refuses_with_a_hint(local, server, monkeypatch):
