@@ -258,3 +258,45 @@ def test_serve_start_seals_clear_secrets_and_warns_about_a_privileged_role(store
     else:
         assert len(lines) == 1
     assert roles.startup_checks(store_settings) == lines[1:]
+
+
+def _grants_and_owners(url: str, app: str) -> tuple[dict, set]:
+    store = Store(url)
+    try:
+        with store.engine.connect() as connection:
+            grants = dict(connection.execute(text(
+                "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type) "
+                "FROM information_schema.role_table_grants WHERE grantee = :app GROUP BY 1"),
+                {"app": app}).all())
+            owners = set(connection.execute(text(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")).scalars())
+        return grants, owners
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_the_shipped_sql_file_sets_up_the_same_rights_as_the_command(migrated):
+    """docs/examples/roles.sql, run with psql on a store migrated the old way (as a
+    superuser), leaves the same owner and grants as setup_roles did for ``migrated``."""
+    import shutil
+    import subprocess
+
+    psql = shutil.which("psql")
+    assert psql, "psql is needed to run docs/examples/roles.sql"
+    by_command = _grants_and_owners(migrated[1].app_url, migrated[2][1])[0]
+    with role_names() as (owner, app), fresh_postgres_database("sql_file") as url:
+        old = Store(url)
+        old.migrate()
+        old.dispose()
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        for _ in range(2):  # safe to run again
+            done = subprocess.run(
+                [psql, libpq, "-q", "-v", f"owner={owner}", "-v", f"app={app}",
+                 "-v", "owner_password=o'ne", "-v", "app_password=a'pp",
+                 "-f", str(REPO / "docs" / "examples" / "roles.sql")],
+                capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        grants, owners = _grants_and_owners(url, app)
+    assert owners == {owner}
+    assert grants == by_command and grants["audit"] == "INSERT,SELECT"
