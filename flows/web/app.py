@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from flows.web import pages, preferences
+from flows.web import operator, pages, preferences
 from flows.web.csrf import CSRF
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def create_app(engine, dispatcher, *, bind_host: str | None = None) -> FastAPI:
     _include_api(app)
     app.include_router(pages.router)
     app.include_router(preferences.router)
+    app.include_router(operator.router)
     if engine.settings.embedded_mail:
         from flows.web import mailpages
 

@@ -3,7 +3,7 @@
 The HTML part is shown in a sandboxed iframe (``srcdoc``, autoescaped: no scripts, no same
 origin, no remote images under the page's CSP); the text part is escaped and its links made
 clickable, and the survey/task/unsubscribe links of the message are listed with paths that
-work on this host.
+work on this host. Off loopback both pages need an operator login (flows/web/operator.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 
 from flows.errors import NotFoundError
+from flows.web.operator import gate
 from flows.web.pages import engine_of, render
 
 router = APIRouter(include_in_schema=False)
@@ -93,6 +94,8 @@ def message_links(request: Request, text: str, html: str) -> list[dict[str, str]
 
 @router.get("/mail", response_class=HTMLResponse)
 def mail_list(request: Request) -> Response:
+    if (login := gate(request)) is not None:
+        return login
     rows: list[dict[str, Any]] = []
     for summary in reversed(_mailbox(request).list(limit=LIMIT)):
         rows.append({"id": summary.id, "when": _when(summary.received_at),
@@ -102,6 +105,8 @@ def mail_list(request: Request) -> Response:
 
 @router.get("/mail/{mail_id}", response_class=HTMLResponse)
 def mail_detail(request: Request, mail_id: str) -> Response:
+    if (login := gate(request)) is not None:
+        return login
     if not MAIL_ID.match(mail_id):
         return render(request, "mail_missing.html", status=404)
     try:

@@ -175,7 +175,9 @@ def _first_name(session, customer_id: str | None) -> str | None:
     row = session.get(Customer, customer_id) if customer_id else None
     if row is None or not row.name:
         return None
-    return row.name.split(" ")[0] or None
+    from flows.store.customers import to_view  # the one rule: preferred name, else first word
+
+    return to_view(row).first_name or None
 
 
 def _survey_view(engine, survey: Survey) -> dict[str, Any]:
@@ -374,6 +376,10 @@ async def task_complete(request: Request, token: str) -> Response:
 # --------------------------------------------------------------------------- team task lists
 @router.get("/teams/{token}", response_class=HTMLResponse)
 def team_page(request: Request, token: str) -> Response:
+    from flows.web.operator import gate  # off loopback: operators only
+
+    if (login := gate(request)) is not None:
+        return login
     found = claims(request, "team-tasks", token)
     engine = engine_of(request)
     now = clock.now()
