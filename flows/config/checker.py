@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from flows.config.contractcheck import Contracts, declared_fields, example_problems
+from flows.config.definitions import remember as remember_definitions
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
 from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
@@ -87,6 +88,8 @@ def check_text(text: str, *, file: str, templates_dir: Path, full: bool = True) 
                                             f"{type(exc).__name__}: {exc}",
                                         hint="please report this with the file"))
     diagnostics = sorted({locate(p, file=file, positions=doc.positions) for p in problems})
+    if config is not None and not diagnostics:
+        remember_definitions(config, doc.data)
     return CheckResult(diagnostics, config if not diagnostics else None)
 
 

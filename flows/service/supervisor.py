@@ -272,6 +272,9 @@ class Supervisor:
         api = self._start_prefect()
         os.environ["PREFECT_API_URL"] = api
         engine = current_engine()
+        from flows.engine.inflight import say_in_flight  # journeys an edit affects
+
+        say_in_flight(engine, self.say)
         catcher_url = None
         if self.settings.embedded_mail:
             from flows.mail.catcher import Catcher
