@@ -155,9 +155,13 @@ class CustomerView:
     account_owner: str | None = None
     account_owner_name: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: how the customer is greeted, when the directory says ("Lan" for "Nguyễn Thị Lan")
+    preferred_name: str | None = None
 
     @property
     def first_name(self) -> str:
+        if self.preferred_name and self.preferred_name.strip():
+            return self.preferred_name.strip()
         return (self.name or "").split(" ")[0] or self.name
 
     def as_context(self) -> dict[str, Any]:
