@@ -148,3 +148,20 @@ def test_a_flood_against_a_key_id_does_not_lock_out_its_owner(engine, app):
     assert attacker.get("/api/journeys", headers=bearer(wrong)).status_code == 429
     assert owner.get("/api/journeys", headers=bearer(key)).status_code == 200
     assert owner.get("/api/journeys", headers=bearer(wrong)).status_code == 429  # the key's limit
+
+
+def test_the_app_closes_windows_as_they_run_out_while_it_serves(engine, dispatcher, monkeypatch):
+    from flows.web.app import create_app
+
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(
+        update={"auth_failure_window_seconds": 0.2}))
+    key_id, key, _ = make_key(engine)
+    with TestClient(create_app(engine, dispatcher)) as client:
+        for _ in range(5):
+            client.get("/api/journeys", headers=bearer(key + "x"))
+        deadline = time.monotonic() + 10
+        while len(audit_rows(engine, "auth.failed")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the app's own task writes the closing row; nothing here does
+        rows = audit_rows(engine, "auth.failed")
+    assert [r.detail["count"] for r in rows] == [1, 4]
+    assert rows[1].detail["window"] == "closed"
