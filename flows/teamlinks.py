@@ -26,14 +26,14 @@ MAX_DAYS = 365
 SHARED_BY = "system:escalation"
 
 
-def _days(days: int | float) -> float:
+def _days(days: float) -> float:
     if not isinstance(days, (int, float)) or not 0 < days <= MAX_DAYS:
         raise TouchpointsError(f"a team link lasts 1 to {MAX_DAYS} days, not {days!r}",
                                hint="e.g. `touchpoints tasks link install --days 30`")
     return float(days)
 
 
-def mint(session, team: str, *, days: int | float, actor: str,
+def mint(session, team: str, *, days: float, actor: str,
          now: datetime | None = None) -> TeamLink:
     """A new link for the team, valid ``days``; audited as ``team_link.created``."""
     from flows.store import audit

@@ -101,8 +101,13 @@ def test_revoking_the_key_ends_its_sessions(public, engine):
 
 def test_a_forged_session_cookie_does_not_log_you_in(public, engine):
     key_id, _, _ = make_key(engine, "ops")
-    public.cookies.set(COOKIE, '{"key": "%s"}' % key_id)
-    assert public.get("/mail", follow_redirects=False).status_code == 303
+    from itsdangerous import URLSafeTimedSerializer
+
+    for forged in (f'{{"key": "{key_id}"}}',
+                   URLSafeTimedSerializer("not-our-secret", salt="touchpoints:operator")
+                   .dumps({"key": key_id})):
+        public.cookies.set(COOKIE, forged)
+        assert public.get("/mail", follow_redirects=False).status_code == 303
 
 
 def test_a_wrong_key_is_refused_and_audited_and_repeated_failures_get_429(public, engine):

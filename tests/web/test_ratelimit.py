@@ -164,4 +164,4 @@ def test_the_app_closes_windows_as_they_run_out_while_it_serves(engine, dispatch
             time.sleep(0.05)  # the app's own task writes the closing row; nothing here does
         rows = audit_rows(engine, "auth.failed")
     assert [r.detail["count"] for r in rows] == [1, 4]
-    assert rows[1].detail["window"] == "closed"
+    assert rows[1].detail["window"] == "closed" and rows[1].actor == f"api:{key_id}"

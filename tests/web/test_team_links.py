@@ -10,7 +10,7 @@ import pytest
 
 from flows import clock, teamlinks
 from flows.errors import NotFoundError, TouchpointsError
-from flows.store.tables import TeamLink, Task
+from flows.store.tables import Task, TeamLink
 from tests.web.support import add_customer, add_task, audit_rows, csrf_token, get, path_of
 
 
