@@ -130,3 +130,25 @@ def test_a_cancelled_once_per_cycle_journey_lets_the_next_trigger_start_afresh(e
     again = emit("contract.signed", "C-1001", contract_id="CT-2")
 
     assert [s["touchpoint"] for s in again.started] == ["sale"]
+
+
+# --------------------------------------------------------------------------- survey links
+def test_a_survey_deferred_to_the_send_window_lives_its_full_14_days_from_the_send(
+        engine, emit, clock, smtp_server):  # noqa: F811
+    from datetime import timedelta
+
+    from flows.actions import survey_state
+    from flows.store.tables import Survey
+
+    emit("contract.signed", "C-1001")
+    clock.advance(days=3, hours=12)  # 22:00 in London: the CSAT waits for 08:00
+    emit.dispatcher.resume_due()
+    assert len(mail_to(smtp_server, "zoe.harper@example.com")) == 1  # the welcome only
+    sent_at = clock.advance(hours=10)
+    emit.dispatcher.resume_due()
+    assert len(mail_to(smtp_server, "zoe.harper@example.com")) == 2
+
+    with engine.store.session() as session:
+        survey = session.scalar(select(Survey).where(Survey.customer_id == "C-1001"))
+        assert survey.expires_at == sent_at + timedelta(days=14)
+        assert survey_state(survey, sent_at + timedelta(days=14, minutes=-1)) == "open"

@@ -90,6 +90,9 @@ def run(*, config: SurveyStep, ctx: StepContext, members: list[Member]) -> dict[
             )
             ctx.session.add(survey)
             ctx.session.flush()
+        # the link lives ``expires`` from the moment it is sent, not from when the survey was
+        # first tried: a survey deferred to the send window's opening arrives with its full life
+        sent_with, survey.expires_at = survey.expires_at, ctx.now + config.expires
         url = ctx.link("survey", survey=survey.id)
         low, high = SCALES.get(config.question, (None, None))
         delivery = ctx.send_email(
@@ -100,6 +103,8 @@ def run(*, config: SurveyStep, ctx: StepContext, members: list[Member]) -> dict[
                               "high": high, "choices": list(config.choices),
                               "expires_at": survey.expires_at}},
         )
+        if delivery.status == "duplicate":  # it went out before, with the expiry it has
+            survey.expires_at = sent_with
         if delivery.status == "deferred":
             outcomes[member.id] = Defer(until=delivery.until, reason=delivery.reason)
             continue
