@@ -37,6 +37,10 @@ def check_command(
         typer.echo(f"OK: {path}: {len(config.touchpoints)} touch points, "
                    f"{config.step_count()} steps, {len(config.teams)} teams, "
                    f"{len(config.categories)} categories, {len(config.event_types())} event types")
+        from flows.engine.inflight import check_lines  # journeys the edit affects, if a store
+
+        for line in check_lines(config, path, get_settings()):
+            typer.echo(line)
     else:
         for diagnostic in result.diagnostics:
             typer.echo(diagnostic.format())

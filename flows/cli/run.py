@@ -1,4 +1,4 @@
-"""touchpoints run / emit / preview / journeys / resume-due."""
+"""touchpoints run / emit / preview / resume-due (journeys: flows/cli/journeys.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import uuid
 
 import typer
-from rich.table import Table
 
 from flows.cli._common import cli_actor, out, parse_json_option
 
@@ -160,26 +159,6 @@ def register(app: typer.Typer) -> None:
             out.print(m.error and f"[red]cannot render:[/] {m.error}" or m.text, markup=bool(m.error))
             if html and not m.error:
                 out.print(m.html, markup=False)
-
-    @app.command()
-    def journeys(customer: str | None = typer.Option(None, "--customer", "-c"),
-                 touchpoint: str | None = typer.Option(None, "--touchpoint", "-t"),
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-        """List journeys, where their members are, and what resumes them when."""
-        from flows.engine.status import journey_rows
-
-        engine = _engine()
-        with engine.store.session() as session:
-            rows = journey_rows(session, customer_id=customer, touchpoint=touchpoint)
-        if as_json:
-            out.print_json(json.dumps(rows, default=str))
-            return
-        table = Table("journey", "touch point", "customer/key", "status", "members", "next")
-        for r in rows:
-            table.add_row(r["id"][:12], r["touchpoint"], r["customer_id"] or r["entry_key"], r["status"],
-                          ", ".join(f"{k} {v}" for k, v in r["members"].items()),
-                          r["next"] or "")
-        out.print(table)
 
     @app.command("resume-due")
     def resume_due() -> None:

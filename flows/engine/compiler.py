@@ -16,6 +16,7 @@ from typing import Any
 
 from flows import clock
 from flows.engine.core import current_engine
+from flows.errors import TouchpointsError
 
 _FLOWS: dict[str, Any] = {}
 
@@ -96,11 +97,17 @@ def _enter(touchpoint: str, event: dict, customer_id: str | None, unit_id: str |
 
 def _resume(touchpoint: str, journey_id: str, pointer: str, mode: str,
             unit_id: str | None = None, label: str = "") -> dict:
+    from flows.engine.migration import before_resume
+
     engine = current_engine()
     with engine.store.session() as session:
-        return engine.journeys.claim(session, journey_id=journey_id, pointer=pointer, mode=mode,
-                                     now=clock.now(), unit_id=unit_id, flow_run_id=_owner(),
-                                     label=label)
+        # renamed_from moves the journey first; a pointer of an earlier version is translated
+        pointer = before_resume(engine, session, journey_id=journey_id, pointer=pointer,
+                                now=clock.now(), flow_run_id=_owner())
+        claimed = engine.journeys.claim(session, journey_id=journey_id, pointer=pointer,
+                                        mode=mode, now=clock.now(), unit_id=unit_id,
+                                        flow_run_id=_owner(), label=label)
+        return {**claimed, "pointer": pointer}
 
 
 def _split(touchpoint: str, journey_id: str, wave: str) -> list[dict]:
@@ -119,15 +126,30 @@ def _complete(touchpoint: str, unit_id: str, reason: str) -> None:
 
 def _step(touchpoint: str, step_id: str, journey_id: str, wave: str, lane: str, after: int,
           batch: int = 0) -> dict:
+    from flows.engine.versions import for_journey
+
     engine = current_engine()
-    tp = engine.touchpoint(touchpoint)
-    path = find_path(tp.steps, step_id)
-    lst, index = path[-1]
-    step = lst[index]
     with engine.store.session() as session:
-        return engine.journeys.run_batch(session, touchpoint=tp, step=step, journey_id=journey_id,
-                                         wave=wave, lane=lane, after=after,
-                                         flow_run_id=_flow_run_id(), now=clock.now())
+        pinned = for_journey(engine, session, journey_id)  # the version the journey runs on
+        path = find_path(pinned.touchpoint.steps, step_id)
+        if path is None:
+            raise TouchpointsError(f"step {step_id!r} is not in the version of {touchpoint} "
+                                   f"journey {journey_id} runs on")
+        lst, index = path[-1]
+        return engine.journeys.run_batch(session, touchpoint=pinned.touchpoint, step=lst[index],
+                                         journey_id=journey_id, wave=wave, lane=lane,
+                                         after=after, flow_run_id=_flow_run_id(),
+                                         now=clock.now(), renderer=pinned.renderer)
+
+
+def _strand(touchpoint: str, journey_id: str, wave: str, pointer: str) -> dict:
+    """Members whose step is in no version the journey can run: failed, with the reason."""
+    from flows.engine.migration import fail_stranded
+
+    engine = current_engine()
+    with engine.store.session() as session:
+        return fail_stranded(engine, session, journey_id=journey_id, wave=wave, pointer=pointer,
+                             now=clock.now(), flow_run_id=_flow_run_id())
 
 
 def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
@@ -202,12 +224,19 @@ def compile_touchpoint(touchpoint) -> Any:
     finish = make_task(_finish, "finish")
     report = make_task(_report, "report")
     schedule = make_task(_schedule, "schedule")
+    strand = make_task(_strand, "stranded")
     from flows.config import iter_steps
 
     step_tasks = {step.id: make_task(_step, step.id, task_run_name=_task_run_name, retries=2,
                                      retry_delay_seconds=[2, 10])
                   for step in iter_steps(touchpoint.steps)}
     batch_size = current_engine().settings.batch_size
+
+    def task_for(step_id: str) -> Task:
+        if step_id not in step_tasks:  # a step of the earlier version a journey runs on
+            step_tasks[step_id] = make_task(_step, step_id, task_run_name=_task_run_name,
+                                            retries=2, retry_delay_seconds=[2, 10])
+        return step_tasks[step_id]
 
     def run_list(steps: list, *, journey_id: str, wave: str, lane: str) -> None:
         engine = current_engine()
@@ -218,7 +247,7 @@ def compile_touchpoint(touchpoint) -> Any:
                     return
             after, batch = 0, 0
             while True:
-                result = step_tasks[step.id](name, step.id, journey_id, wave, lane, after, batch)
+                result = task_for(step.id)(name, step.id, journey_id, wave, lane, after, batch)
                 if result["count"] < batch_size:
                     break
                 after, batch = result["last"], batch + 1
@@ -226,7 +255,13 @@ def compile_touchpoint(touchpoint) -> Any:
                 run_list(arm_steps, journey_id=journey_id, wave=wave, lane=f"{lane}/{step.id}:{arm}")
 
     def drive(wave: str, pointer: str | None, mode: str, journey_id: str) -> dict:
-        tp = current_engine().touchpoint(name)
+        from flows.engine.versions import for_journey
+
+        engine = current_engine()
+        with engine.store.read_session() as session:
+            tp = for_journey(engine, session, journey_id).touchpoint
+        if pointer is not None and find_path(tp.steps, pointer) is None:
+            return strand(name, journey_id, wave, pointer)
         chain = [(tp.steps, 0)] if pointer is None else continuation_chain(tp.steps, pointer, mode)
         for steps, start in chain:
             run_list(steps[start:], journey_id=journey_id, wave=wave, lane="")
@@ -284,7 +319,8 @@ def compile_touchpoint(touchpoint) -> Any:
                 claimed = resume(name, journey_id, resume_at, mode, unit_id, label)
                 if not claimed["members"]:
                     return {"resumed": 0, "journey_id": journey_id}
-                summary = drive(claimed["wave"], resume_at, mode, journey_id)
+                summary = drive(claimed["wave"], claimed.get("pointer", resume_at), mode,
+                                journey_id)
             return conclude(journey_id, summary)
 
     from flows.engine.entry import ident

@@ -52,6 +52,8 @@ class EngineContext:
     now: datetime
     session: Any
     actor: str = "system"
+    #: the templates of the journey's version (None: the engine's, the current ones)
+    renderer: Any = None
     _mail_session: Any = field(default=None, repr=False)
 
     @property

@@ -142,7 +142,8 @@ class Deliverer:
             unsubscribe = ctx.link("unsubscribe", customer=member.customer.id, category=category)
             preferences = ctx.link("preferences", customer=member.customer.id)
         try:
-            rendered = self.engine.renderer.render_email(template, subject, ctx.context(member, **extra))
+            renderer = getattr(ctx, "renderer", None) or self.engine.renderer  # the version's
+            rendered = renderer.render_email(template, subject, ctx.context(member, **extra))
         except TemplateError as exc:
             return self._finish(ctx, row, member, status="failed", reason=str(exc.message),
                                 action="email.failed")

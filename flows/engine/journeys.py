@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from flows.engine import units
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.matching import answered_results, arrived_already
+from flows.engine.versions import pin as pin_version
 from flows.steps import get as get_kind
 from flows.steps.base import Defer, Exit, Next, Route, Wait, WaitFor
 from flows.steps.base import Member as MemberView
@@ -76,7 +77,8 @@ class JourneyOps:
         journey = Journey(id=new_id(), touchpoint=touchpoint.name, entry_key=key,
                           entry_lock=True,
                           customer_id=customer.id if customer else None, trigger=event,
-                          status="active", started_at=now, flow_run_id=flow_run_id)
+                          status="active", started_at=now, flow_run_id=flow_run_id,
+                          version=pin_version(session, self.engine, touchpoint, now=now))
         try:
             with session.begin_nested():
                 session.add(journey)
@@ -196,7 +198,8 @@ class JourneyOps:
 
     # ------------------------------------------------------------------ one batch of one step
     def run_batch(self, session, *, touchpoint, step, journey_id: str, wave: str, lane: str,
-                  after: int, flow_run_id: str | None, now: datetime) -> dict[str, Any]:
+                  after: int, flow_run_id: str | None, now: datetime,
+                  renderer=None) -> dict[str, Any]:
         from flows.engine.context import EngineContext
         from flows.store.customers import to_view
 
@@ -213,7 +216,7 @@ class JourneyOps:
                  for r in rows if r.customer_id in customers]
         ctx = EngineContext(engine=self.engine, touchpoint=touchpoint, step_id=step.id,
                             journey_id=journey_id, trigger=journey.trigger, flow_run_id=flow_run_id,
-                            now=now, session=session)
+                            now=now, session=session, renderer=renderer)
         kind = get_kind(step.kind)
         try:
             outcomes, failures = self._run_isolated(session, kind, step, ctx, views)

@@ -97,6 +97,9 @@ class StepConfig(BaseModel):
     id: StepId
     kind: str
     note: str | None = Field(None, description="Free text for readers; ignored by the engine.")
+    renamed_from: StepId | None = Field(
+        None, description="The id this step had before it was renamed: journeys waiting at "
+                          "the old id move to this step (audited as journey.migrated).")
 
     #: set by the registry: the StepKind this config belongs to
     step_kind: ClassVar[StepKind | None] = None
