@@ -32,6 +32,11 @@ class TemplateError(TouchpointsError):
     """A template failed to render (missing variable, syntax error, unsafe header)."""
 
 
+class LimitError(TemplateError):
+    """A template or expression would build more than the sandbox allows: a huge text, list or
+    number, too many loop steps, or a macro or include that calls itself without end."""
+
+
 class ExpressionError(TouchpointsError):
     """An expression in a filter, condition or title is invalid or failed to evaluate."""
 

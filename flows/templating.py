@@ -1,8 +1,9 @@
 """Sandboxed Jinja2 for templates, inline texts and expressions.
 
-One environment kind for everything an ops lead writes: ``ImmutableSandboxedEnvironment`` with
-``StrictUndefined`` (a missing variable is an error, never an empty string), autoescape for
-``.html`` parts, and header renders that can never contain CR or LF.
+One environment kind for everything an ops lead writes: the bounded sandbox of
+:mod:`flows.bounded` (an ``ImmutableSandboxedEnvironment`` with limits on sizes, numbers, loops
+and recursion) with ``StrictUndefined`` (a missing variable is an error, never an empty string),
+autoescape for ``.html`` parts, and header renders that can never contain CR or LF.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, StrictUndefined, Undefined, nodes
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from flows.errors import ExpressionError, TemplateError
+from flows.bounded import BoundedEnvironment, render_budget
+from flows.errors import ExpressionError, LimitError, TemplateError
 
 TEXT_SUFFIX = ".txt"
 HTML_SUFFIX = ".html"
@@ -44,8 +45,8 @@ def one_line(text: str) -> str:
     return " ".join(str(text).splitlines()).replace("\r", " ").replace("\n", " ").strip()
 
 
-def make_environment(templates_dir: Path | None = None) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def make_environment(templates_dir: Path | None = None) -> BoundedEnvironment:
+    env = BoundedEnvironment(
         loader=FileSystemLoader(str(templates_dir)) if templates_dir else None,
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name) and name.endswith(HTML_SUFFIX),
@@ -53,9 +54,9 @@ def make_environment(templates_dir: Path | None = None) -> ImmutableSandboxedEnv
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["date"] = _date
-    env.filters["localtime"] = _localtime
-    env.filters["one_line"] = one_line
+    env.add_filter("date", _date)
+    env.add_filter("localtime", _localtime)
+    env.add_filter("one_line", one_line)
     return env
 
 
@@ -100,6 +101,8 @@ def render_text(text: str, context: dict[str, Any], *, header: bool = False) -> 
         out = _inline_env.from_string(text).render(context)
     except JinjaTemplateError as exc:
         raise TemplateError(f"{exc} in {text!r}") from exc
+    except LimitError as exc:
+        raise LimitError(f"{exc.message} in {text[:80]!r}", hint=exc.hint) from exc
     return one_line(out) if header else out
 
 
@@ -113,12 +116,18 @@ def compile_expression(expression: str):
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     """Evaluate a sandboxed expression; a missing name is an error, not None."""
     try:
-        value = compile_expression(expression)(**context)
+        with render_budget():
+            value = compile_expression(expression)(**context)
         if isinstance(value, Undefined):  # a bare missing name: fail now, not when used
             value._fail_with_undefined_error()
         return value
     except ExpressionError:
         raise
+    except LimitError as exc:
+        raise ExpressionError(f"{expression!r} refused: {exc.message}", hint=exc.hint) from exc
+    except RecursionError as exc:
+        raise ExpressionError(f"{expression!r} refused: it calls itself without end",
+                              hint="write the expression without recursion") from exc
     except Exception as exc:  # jinja raises UndefinedError, TypeError, SecurityError...
         raise ExpressionError(f"{expression!r} failed: {exc}") from exc
 

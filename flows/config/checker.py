@@ -14,12 +14,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from flows.config.contractcheck import Contracts, declared_fields, example_problems
 from flows.config.definitions import remember as remember_definitions
+from flows.config.contractcheck import Contracts, declared_fields, example_problems
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
 from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
 from flows.config.references import Catalogue, TouchPointChecker
+from flows.config.sandbox_check import check_sandbox
 from flows.config.samples import company_sample
 from flows.config.triggers import Audience, Trigger
 from flows.config.validation import problems_from_error
@@ -130,6 +131,9 @@ class _Checker:
             TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems).run(
                 trigger=trigger, audience=audience, entry=entry,
                 steps=self.steps.get(name, []))
+            check_sandbox(name=name, trigger=trigger, audience=audience, entry=entry,
+                          steps=self.steps.get(name, []), templates_dir=self.templates_dir,
+                          problems=self.problems)
         if config is None or self.problems:
             return None
         for name, touchpoint in config.touchpoints.items():

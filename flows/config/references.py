@@ -33,7 +33,7 @@ from flows.config.diagnostics import (
 )
 from flows.config.parsing import Unparsed, iter_marked, step_lists
 from flows.config.samples import sample_context, sample_event, sample_trigger
-from flows.errors import ExpressionError
+from flows.errors import ExpressionError, TouchpointsError
 from flows.steps.base import StepConfig
 from flows.templating import (
     HTML_SUFFIX,
@@ -354,6 +354,8 @@ class TouchPointChecker:
             self._add(loc, f"{label or 'the text'} includes {exc.name}, which does not exist")
         except UndefinedError as exc:
             self._add(loc, f"{_where(label, exc)}{exc.message}", hint=_NAMES_HINT)
+        except TouchpointsError as exc:  # a sandbox limit, located by the sandbox itself
+            self._add(loc, exc.message, hint=exc.hint)
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
                 AttributeError, OverflowError) as exc:  # filters fail on sample data in many ways
             self._add(loc, f"{_where(label, exc)}fails with the sample data: "

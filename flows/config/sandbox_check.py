@@ -1,0 +1,138 @@
+"""The check that no template or expression reaches into Python's internals.
+
+``''.__class__.__mro__`` or ``cycler.__init__.__globals__`` are stopped by the sandbox when they
+run; this walks the Jinja2 syntax tree of every expression, inline text and template file of a
+touch point (the templates they include too) so that `touchpoints check` reports them first,
+with their line: an attribute or a constant subscript that is private (``_x``, ``__class__``) or
+one of Python's internal names (``mro``, ``func_globals``, ``gi_frame`` …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError, nodes
+from pydantic import BaseModel
+
+from flows.config.diagnostics import DOCS_GUIDE, Loc, Problem
+from flows.config.parsing import Unparsed, iter_marked, step_lists
+from flows.templating import HTML_SUFFIX, TEXT_SUFFIX, make_environment
+
+#: names of Python internals that do not start with an underscore
+INTERNAL_NAMES = frozenset({
+    "mro", "func_globals", "func_code", "func_closure", "func_defaults", "func_dict",
+    "im_func", "im_self", "im_class", "gi_frame", "gi_code", "gi_yieldfrom", "gi_running",
+    "cr_frame", "cr_code", "cr_await", "ag_frame", "ag_code", "ag_await", "f_globals",
+    "f_locals", "f_builtins", "f_back", "f_code", "tb_frame", "tb_next", "co_code",
+    "co_consts",
+})
+
+_HINT = ("templates and expressions may use the names in docs/getting-started.md and their "
+         "fields; private and internal Python names are not available (a data field whose "
+         "name starts with one underscore is read as event.data['_id'])")
+
+_env = make_environment()
+
+
+def forbidden(name: Any, *, subscript: bool = False) -> bool:
+    """A private or internal name; a subscript may name a data field ``_id`` (not ``__x``)."""
+    if not isinstance(name, str):
+        return False
+    return name in INTERNAL_NAMES or name.startswith("__" if subscript else "_")
+
+
+def unsafe_names(source: str, *, expression: bool) -> list[tuple[int, str]]:
+    """(line, name) of every private or internal attribute ``source`` reaches for, in order;
+    nothing if it does not parse (the syntax error is reported elsewhere)."""
+    text = "{{ " + source + " }}" if expression else source
+    try:
+        tree = _env.parse(text)
+    except TemplateError:
+        return []
+    found = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            name, subscript = node.attr, False
+        elif isinstance(node.arg, nodes.Const):
+            name, subscript = node.arg.value, True
+        else:
+            continue
+        if forbidden(name, subscript=subscript):
+            found.append((node.lineno, name))
+    return sorted(set(found))
+
+
+def includes(source: str) -> list[str]:
+    """The template names ``source`` includes, imports or extends by a constant name."""
+    try:
+        tree = _env.parse(source)
+    except TemplateError:
+        return []
+    names = []
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        target = node.template
+        if isinstance(target, nodes.Const) and isinstance(target.value, str):
+            names.append(target.value)
+    return names
+
+
+def check_sandbox(*, name: Any, trigger: Any, audience: Any, entry: Any, steps: list[Any],
+                  templates_dir: Path, problems: list[Problem]) -> None:
+    """Append a problem for every private or internal name used by touch point ``name``."""
+    loc: Loc = ("touchpoints", name)
+    for where, marker, value in _marked(loc, trigger, audience, entry, steps):
+        if marker == "expression":
+            _report(problems, where, unsafe_names(value, expression=True), multiline=False)
+        elif marker in ("text", "header"):
+            _report(problems, where, unsafe_names(value, expression=False),
+                    multiline="\n" in value.strip())
+        elif marker == "template":
+            _template(problems, where, value, Path(templates_dir))
+
+
+def _marked(loc: Loc, trigger: Any, audience: Any, entry: Any,
+            steps: list[Any]) -> Iterator[tuple[Loc, str | None, str]]:
+    for part, model in (("trigger", trigger), ("audience", audience), ("entry", entry)):
+        if isinstance(model, BaseModel):
+            yield from iter_marked(model, loc + (part,))
+    for step, here in _steps(steps, loc + ("steps",)):
+        model = step.partial if isinstance(step, Unparsed) else step
+        if isinstance(model, BaseModel):
+            yield from iter_marked(model, here)
+
+
+def _steps(steps: list[Any], loc: Loc) -> Iterator[tuple[Any, Loc]]:
+    for index, step in enumerate(steps):
+        here = loc + (index,)
+        yield step, here
+        for child_loc, child in step_lists(step, here):
+            yield from _steps(child, child_loc)
+
+
+def _report(problems: list[Problem], loc: Loc, found: list[tuple[int, str]], *,
+            multiline: bool, label: str = "") -> None:
+    for line, attr in found:
+        where = f"{label} line {line}: " if label else (f"line {line}: " if multiline else "")
+        problems.append(Problem(loc, f"{where}{attr!r} is a private or internal name, which "
+                                     f"templates and expressions cannot use",
+                                hint=_HINT, docs=DOCS_GUIDE))
+
+
+def _template(problems: list[Problem], loc: Loc, name: str, root: Path) -> None:
+    todo = [f"{name}{suffix}" for suffix in (TEXT_SUFFIX, HTML_SUFFIX)]
+    seen: set[str] = set()
+    while todo:
+        part = todo.pop(0)
+        path = root / part
+        if part in seen or not path.is_file() or root.resolve() not in path.resolve().parents:
+            continue
+        seen.add(part)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # reported by the template check
+        _report(problems, loc, unsafe_names(source, expression=False), multiline=True,
+                label=f"templates/{part}")
+        todo += includes(source)
