@@ -175,6 +175,8 @@ def data_schema(fields: dict[str, FieldSpec], *, title: str | None = None,
     properties = {}
     for name, spec in fields.items():
         prop = _type_schema(spec.type)
+        if not spec.required:  # null is taken as left out
+            prop["type"] = [prop["type"], "null"]
         if spec.description:
             prop["description"] = spec.description
         properties[name] = prop

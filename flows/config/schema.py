@@ -3,16 +3,23 @@
 Each ``steps`` list (a touch point's, and every nested one marked ``Marker("steps")``) is a
 ``oneOf`` over the config schemas of every registered kind, discriminated by ``kind``: a new
 step kind appears in the schema, and in editors using it, with no edit here.
+
+Given a parsed file, the schema also holds the data schema of each event of its catalogue
+(``$defs["EventData.<type>"]``, from its ``fields:``), which that event's ``example`` must
+satisfy; :func:`event_data_schemas` gives them on their own (the OpenAPI document uses them).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from flows import steps as registry
+from flows.config.contracts import data_schema
 from flows.config.models import ConfigFile
 from flows.config.parsing import model_types, steps_fields
 from flows.steps.base import StepConfig
@@ -35,7 +42,25 @@ def _reachable(roots: list[type[BaseModel]]) -> list[type[BaseModel]]:
     return seen
 
 
-def build_schema() -> dict[str, Any]:
+def event_data_schemas(config: Any) -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each catalogued event's data, by event type (events with no
+    ``fields:`` have no contract and are left out)."""
+    return {name: data_schema(spec.fields, title=f"{name} data", description=spec.description)
+            for name, spec in sorted(config.event_types().items()) if spec.fields}
+
+
+def build_schema_for(path: str | Path | None) -> dict[str, Any]:
+    """The schema with the event data of the file at ``path``; without them when the file
+    does not check clean (the schema must still come out to help fix it)."""
+    from flows.config.checker import check_file
+
+    config = check_file(path).config if path is not None and Path(path).is_file() else None
+    return build_schema(config)
+
+
+def build_schema(config: Any = None) -> dict[str, Any]:
+    """The schema; with ``config`` (a parsed file), its events' data schemas too."""
+    catalogue = config
     kinds = registry.kinds()
     configs = [kind.config for kind in kinds.values()]
     models = _reachable([ConfigFile, *configs])
@@ -66,4 +91,17 @@ def build_schema() -> dict[str, Any]:
     defs.pop("StepConfig", None)
     root = defs.pop(name_of(ConfigFile))
     root["title"] = "touchpoints.yaml"
+    if catalogue is not None:
+        _event_data(root, defs, catalogue)
     return {"$schema": SCHEMA_DIALECT, **root, "$defs": dict(sorted(defs.items()))}
+
+
+def _event_data(root: dict[str, Any], defs: dict[str, Any], config: Any) -> None:
+    """Each declared event's example must satisfy its data schema."""
+    events = root["properties"]["events"].setdefault("properties", {})
+    for name, schema in event_data_schemas(config).items():
+        key = f"EventData.{name}"
+        defs[key] = schema
+        if name in config.events:
+            events[name] = {"allOf": [{"$ref": "#/$defs/EventType"}],
+                            "properties": {"example": {"$ref": f"#/$defs/{key}"}}}

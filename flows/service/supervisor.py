@@ -262,6 +262,9 @@ class Supervisor:
         from flows.cli.remote import ServiceInfo, find_service, write_service_info
         from flows.engine.core import current_engine
 
+        from flows.service.demo import guard_clock
+
+        guard_clock(self.settings.data_dir)
         running = find_service(self.settings)
         if running is not None and running.pid != os.getpid():
             raise ServiceError(f"touchpoints serve is already running (pid {running.pid}) at {running.web_url}",

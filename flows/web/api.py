@@ -18,12 +18,17 @@ route                                                  answers
 
 ``POST /api/events`` takes ``{"id", "type", "customer_id"?, "data"?, "occurred_at"?}`` and
 answers 202 ``{"event_id", "status": "accepted", "duplicate", "started": [touch point names],
-"resumed": [journey ids]}`` once the event is committed to the inbox. Posting the same id
+"resumed": [journey ids], "skipped": [{"touchpoint", "reason"}]}`` once the event is committed to the inbox. Posting the same id
 again answers the same lists with ``duplicate: true`` and starts nothing. Refusals: 400
 malformed JSON, 413 body over 256 KiB, 422 unknown event type (``unknown_event_type``, with a
 did-you-mean hint), 422 unknown customer (``unknown_customer``: the request is well formed but
 names a customer the directory does not have; 404 is kept for routes whose own resource is
-missing), 422 missing/wrong/unknown field naming it, 401 no or bad key or signature.
+missing), 422 missing/wrong/unknown field naming it, 422 ``invalid_event_data`` when ``data``
+breaks the event's contract (its ``fields:`` in touchpoints.yaml; ``fields`` lists each bad
+``data.<name>`` with what was expected; nothing is stored, the refusal is audited as
+``event.refused``), 401 no or bad key or signature. ``skipped`` lists the touch points the
+event triggers but that will not start (the entry rule, a filter), with the reason. The data
+schema of each event type is in the OpenAPI document (``EventData.<type>``).
 """
 
 from __future__ import annotations
@@ -464,6 +469,41 @@ def _json_body_doc(model: type[BaseModel] | None = None, *, array: bool = False)
     if array:
         schema = {"type": "array", "items": {"type": "object"}}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def document_event_data(app) -> None:
+    """The OpenAPI document holds the data schema of every catalogued event type
+    (``components.schemas["EventData.<type>"]``), and the body of ``POST /api/events`` says
+    which ``data`` goes with which ``type``. Read from the app's engine when first asked."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()
+        config = getattr(getattr(app.state, "engine", None), "config", None)
+        if config is not None:
+            _add_event_data(schema, config)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+def _add_event_data(schema: dict[str, Any], config) -> None:
+    from flows.config.schema import event_data_schemas
+
+    data = event_data_schemas(config)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, item in data.items():
+        components[f"EventData.{name}"] = item
+    body = (schema.get("paths", {}).get("/api/events", {}).get("post", {})
+            .get("requestBody", {}).get("content", {}).get("application/json"))
+    if body is not None and data:
+        body["schema"] = {**body["schema"], "oneOf": [
+            {"properties": {"type": {"const": name},
+                            "data": {"$ref": f"#/components/schemas/EventData.{name}"}}}
+            for name in data] + [{"properties": {"type": {"not": {"enum": list(data)}}}}]}
 
 
 @router.post("/events", status_code=202, summary="Send an event",

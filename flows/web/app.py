@@ -30,6 +30,7 @@ def _include_api(app: FastAPI) -> None:
     app.include_router(api.router)
     app.include_router(api.health_router)
     api.install_error_handlers(app)
+    api.document_event_data(app)
 
 
 #: headers every response gets (a page may set its own CSP; nothing may be framed)

@@ -64,3 +64,50 @@ def test_a_misspelt_step_fails_schema_validation(schema, change, where):
     change(step)
     errors = list(Draft202012Validator(schema).iter_errors(data))
     assert errors and any(list(e.path)[:1] == ["touchpoints"] for e in errors)
+
+
+# ---------------------------------------------------------------------- event data
+@pytest.fixture(scope="module")
+def shipped_schema() -> dict:
+    from flows.config.schema import build_schema_for
+
+    return build_schema_for(REPO / "touchpoints.yaml")
+
+
+def test_the_committed_schema_file_is_what_the_code_and_the_catalogue_generate(shipped_schema):
+    import json
+
+    on_disk = json.loads((REPO / "touchpoints.schema.json").read_text(encoding="utf-8"))
+    assert on_disk == shipped_schema, ("touchpoints.schema.json is stale: run "
+                                       "`touchpoints schema -o touchpoints.schema.json`")
+
+
+def test_each_catalogued_event_has_a_data_schema_from_its_fields(shipped_schema):
+    outage = shipped_schema["$defs"]["EventData.outage.declared"]
+    assert outage["required"] == ["regions"]
+    assert outage["properties"]["regions"] == {
+        "type": "array", "items": {"type": "string"},
+        "description": "The regions affected: who gets the notice."}
+    assert outage["properties"]["eta"]["format"] == "date-time"
+    assert outage["properties"]["eta"]["type"] == ["string", "null"]  # optional: null is absent
+    disputed = shipped_schema["$defs"]["EventData.billing.disputed"]
+    assert set(disputed["required"]) == {"dispute_id", "invoice_number", "amount_disputed",
+                                         "reason", "raised_via"}
+
+
+def test_an_example_that_breaks_its_contract_fails_schema_validation(shipped_schema):
+    data = load_yaml((REPO / "touchpoints.yaml").read_text(encoding="utf-8")).data
+    assert list(Draft202012Validator(shipped_schema).iter_errors(data)) == []
+    data["events"]["outage.declared"]["example"]["eta"] = 2
+    errors = list(Draft202012Validator(shipped_schema).iter_errors(data))
+    assert errors and list(errors[0].path)[:3] == ["events", "outage.declared", "example"]
+
+
+def test_a_file_that_does_not_check_still_gets_the_plain_schema(tmp_path):
+    from flows.config.schema import build_schema_for
+
+    broken = tmp_path / "touchpoints.yaml"
+    broken.write_text("version: 1\ndefaults: nope\n", encoding="utf-8")
+    schema = build_schema_for(broken)
+    assert schema == build_schema()
+    assert not any(name.startswith("EventData.") for name in schema["$defs"])

@@ -374,3 +374,14 @@ def _now():
     from flows import clock
 
     return clock.now()
+
+
+def test_the_openapi_document_holds_each_event_types_data_schema(client):
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["EventData.outage.declared"]["required"] == ["regions"]
+    assert schemas["EventData.invoice.issued"]["properties"]["issued_on"]["format"] == "date"
+    body = document["paths"]["/api/events"]["post"]["requestBody"]["content"]["application/json"]
+    by_type = {branch["properties"]["type"].get("const"): branch["properties"].get("data")
+               for branch in body["schema"]["oneOf"]}
+    assert by_type["billing.disputed"] == {"$ref": "#/components/schemas/EventData.billing.disputed"}
