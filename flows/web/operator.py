@@ -98,6 +98,7 @@ def gate(request: Request) -> Response | None:
 def _form(request: Request, *, next_: str, error: str | None = None, status: int = 200,
           wait: int | None = None) -> Response:
     response = render(request, "login.html", {"next": safe_next(next_), "error": error,
+                                              "required": login_required(request),
                                               "operator": None if error else operator_of(request)},
                       status=status, form=True)
     if wait:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows import teamlinks
 from flows.keys import revoke_key
@@ -153,3 +155,11 @@ def test_on_https_the_session_cookie_is_secure(engine, dispatcher, monkeypatch):
                     base_url="https://touchpoints.example") as client:
         response = log_in(client, key)
         assert "secure" in response.headers["set-cookie"].lower()
+
+
+@given(st.text(max_size=300))
+def test_no_next_value_leads_off_this_site(value):
+    target = safe_next(value)
+    assert target.startswith("/") and not target.startswith("//") and "\\" not in target
+    assert target == value or target == "/mail"
+    assert not any(ord(c) < 0x20 for c in target)
