@@ -29,5 +29,5 @@ lint: install
 docs: install
 	$(BIN)/touchpoints docs -o docs/reference.md
 
-bench: install
-	$(BIN)/python bench/run.py
+bench: install  # the fan-out benchmark; BENCH_ARGS="--customers 2000 --repeats 3" to vary it
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -115,7 +115,8 @@ class Worker:
 def arm_env(arm: str, folder: Path, server: PrefectServer, sink: Sink) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOUCHPOINTS_", "PREFECT_"))}
     env.update({"PREFECT_HOME": str(folder / "prefect-client"), "PREFECT_LOGGING_LEVEL": "WARNING",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"})
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(REPO)})  # this copy of flows/, whatever is installed
     if arm != "floor":
         env["PREFECT_API_URL"] = server.api_url
     if arm == "engine":
