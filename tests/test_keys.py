@@ -100,7 +100,7 @@ def test_a_clear_text_secret_still_verifies_and_is_sealed_on_first_use(store):
 
 def test_seal_clear_secrets_seals_the_clear_ones_and_leaves_sealed_ones(session):
     legacy = clear_text_key(session)
-    sealed_id, _, secret = keys.create_key(session, "new", hmac=True, actor="t", secret_key="k1")
+    sealed_id, _, _ = keys.create_key(session, "new", hmac=True, actor="t", secret_key="k1")
     before = session.get(ApiKey, sealed_id).hmac_secret
     assert keys.seal_clear_secrets(session, secret_key="k1") == 1
     assert keys.seal_clear_secrets(session, secret_key="k1") == 0

@@ -1,4 +1,5 @@
-"""touchpoints db setup-roles: least-privilege database roles on PostgreSQL."""
+"""touchpoints db setup-roles / migrate: least-privilege database roles on PostgreSQL, and
+migrations as the owner role."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ def register(app: typer.Typer) -> None:
         out.print(f"  TOUCHPOINTS_MIGRATION_DATABASE_URL={urls.migration_url}", markup=False)
         out.print("[bold yellow]note:[/] the URLs hold the passwords; keep them in your secret "
                   "store, not in a shell history.")
+
+    @db_app.command("migrate")
+    def migrate() -> None:
+        """Bring the store's schema up to date, as the owner role of
+        TOUCHPOINTS_MIGRATION_DATABASE_URL when set (run it when deploying a new version, so
+        the service itself needs only the app role's URL)."""
+        from flows.settings import get_settings
+        from flows.store.db import Store, display_url
+        from flows.store.roles import migrate_as
+
+        settings = get_settings()
+        url = settings.migration_database_url or settings.store_url
+        store = Store(url)
+        try:
+            before = store.current_revision()
+            migrate_as(store)
+            after = store.current_revision()
+        finally:
+            store.dispose()
+        if before == after:
+            out.print(f"{display_url(url)} is up to date (schema {after})", markup=False)
+        else:
+            out.print(f"migrated {display_url(url)} from schema {before or 'empty'} to {after}",
+                      markup=False)

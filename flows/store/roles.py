@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from flows.errors import StoreError
 
@@ -221,15 +221,32 @@ def migrate(store, settings) -> None:
     ``TOUCHPOINTS_MIGRATION_DATABASE_URL`` when that is set, else as the store's own role."""
     migration_url = getattr(settings, "migration_database_url", None)
     if not migration_url or store.current_revision() == store.head_revision():
-        store.migrate_if_needed()
+        migrate_as(store)
         return
     from flows.store.db import Store
 
     owner = Store(migration_url)
     try:
-        owner.migrate_if_needed()
+        migrate_as(owner)
     finally:
         owner.dispose()
+
+
+def migrate_as(store) -> None:
+    """``store.migrate_if_needed()``, with a role that may not change the schema (the app
+    role, with no migration URL set) refused in words, not a traceback."""
+    try:
+        store.migrate_if_needed()
+    except DBAPIError as exc:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) != "42501":
+            raise
+        from flows.store.db import display_url
+
+        raise StoreError(
+            f"the schema of {display_url(store.url)} is behind, and its role may not change it: "
+            f"{str(exc.orig).strip().splitlines()[0]}",
+            hint="migrate as the owner role: set TOUCHPOINTS_MIGRATION_DATABASE_URL (printed by "
+                 "`touchpoints db setup-roles`) and run `touchpoints db migrate`") from None
 
 
 def privilege_warning(store) -> str | None:

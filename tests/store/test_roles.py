@@ -188,9 +188,8 @@ def test_setting_up_again_changes_nothing_and_hands_over_tables_an_app_role_owne
         app_store = Store(urls.app_url)
         try:
             assert roles.privilege_warning(app_store) is None
-            with app_store.engine.connect() as connection:
-                with pytest.raises(DBAPIError):
-                    connection.exec_driver_sql("DROP TABLE audit")
+            with app_store.engine.connect() as connection, pytest.raises(DBAPIError):
+                connection.exec_driver_sql("DROP TABLE audit")
         finally:
             app_store.dispose()
 
@@ -221,7 +220,8 @@ def test_unusable_role_names_are_refused_with_a_hint(owner, app):
 def test_the_command_prints_the_two_urls_and_migrates(tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import _register_all, app as cli
+    from flows.cli import _register_all
+    from flows.cli import app as cli
 
     _register_all()
     with role_names() as (owner, app), fresh_postgres_database("cli") as url:
@@ -234,9 +234,8 @@ def test_the_command_prints_the_two_urls_and_migrates(tmp_path):
         app_store = Store(urls["TOUCHPOINTS_DATABASE_URL"])
         try:
             assert app_store.current_revision() == app_store.head_revision()
-            with app_store.engine.connect() as connection:
-                with pytest.raises(DBAPIError):
-                    connection.exec_driver_sql("TRUNCATE audit")
+            with app_store.engine.connect() as connection, pytest.raises(DBAPIError):
+                connection.exec_driver_sql("TRUNCATE audit")
         finally:
             app_store.dispose()
 
@@ -295,8 +294,45 @@ def test_the_shipped_sql_file_sets_up_the_same_rights_as_the_command(migrated):
                 [psql, libpq, "-q", "-v", f"owner={owner}", "-v", f"app={app}",
                  "-v", "owner_password=o'ne", "-v", "app_password=a'pp",
                  "-f", str(REPO / "docs" / "examples" / "roles.sql")],
-                capture_output=True, text=True, timeout=60)
+                capture_output=True, text=True, timeout=60, check=False)
             assert done.returncode == 0, done.stderr
         grants, owners = _grants_and_owners(url, app)
     assert owners == {owner}
     assert grants == by_command and grants["audit"] == "INSERT,SELECT"
+
+
+@pytest.mark.postgres
+def test_the_app_role_alone_cannot_migrate_and_is_told_how(roles_database, tmp_path,
+                                                           monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import _register_all
+    from flows.cli import app as cli
+    from flows.settings import Settings, reset_settings
+    from flows.store.db import forget_store, open_store
+
+    _, urls, _ = roles_database
+    settings = Settings(data_dir=tmp_path / "data", database_url=urls.app_url)
+    with pytest.raises(StoreError) as caught:
+        open_store(settings)
+    assert "may not change it" in caught.value.message
+    assert "TOUCHPOINTS_MIGRATION_DATABASE_URL" in caught.value.hint
+    forget_store(urls.app_url)
+
+    _register_all()
+    monkeypatch.setenv("TOUCHPOINTS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TOUCHPOINTS_DATABASE_URL", urls.app_url)
+    monkeypatch.setenv("TOUCHPOINTS_MIGRATION_DATABASE_URL", urls.migration_url)
+    reset_settings()
+    try:
+        first = CliRunner().invoke(cli, ["db", "migrate"])
+        assert first.exit_code == 0 and "from schema empty to" in first.output, first.output
+        assert "is up to date" in CliRunner().invoke(cli, ["db", "migrate"]).output
+        store = open_store()  # now the app role works without migrating
+        assert store.current_revision() == store.head_revision()
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql(
+                "SELECT has_table_privilege('audit', 'UPDATE')").scalar() is False
+    finally:
+        forget_store(urls.app_url)
+        reset_settings()
