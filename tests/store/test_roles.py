@@ -71,6 +71,10 @@ REFUSED = [
     "DROP TRIGGER audit_append_only ON audit",
     "DROP TABLE audit",
     "SET session_replication_role = replica",
+    "CREATE OR REPLACE FUNCTION touchpoints_audit_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    "LOCK TABLE audit IN ACCESS EXCLUSIVE MODE",
+    "ALTER TABLE audit OWNER TO CURRENT_USER",
     "TRUNCATE journeys",
     "DELETE FROM journeys",
     "ALTER TABLE journeys ADD COLUMN sneaky text",
