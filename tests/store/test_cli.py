@@ -134,11 +134,28 @@ def test_audit_lists_rows_with_filters(tp, store):
     assert [ln.split()[0] for ln in tp("audit", "--customer", "C-1").out.splitlines()] == ["#1", "#3"]
     assert [ln.split()[0] for ln in tp("audit", "--touchpoint", "renewal").out.splitlines()] == ["#2"]
     assert [ln.split()[0] for ln in tp("audit", "--action", "journey.*").out.splitlines()] == ["#1", "#3"]
-    assert [ln.split()[0] for ln in tp("audit", "--limit", "1").out.splitlines()] == ["#3"]
-    rows = json.loads(tp("audit", "--json", "--customer", "C-2").out)
+    rows = json.loads(tp("audit", "--json", "--customer", "C-2").out)["rows"]
     assert [(r["seq"], r["action"], r["reason"]) for r in rows] == [(2, "email.sent", "to zoe@example.com")]
     assert len(rows[0]["hash"]) == 64
     assert tp("audit", "--customer", "C-404").out.strip() == "no audit rows match"
+
+
+def test_an_audit_listing_that_stops_at_its_limit_says_so(tp, store):
+    with store.session() as session:
+        audit.record_many(session, [{"action": "email.sent", "result": "sent", "actor": "system",
+                                     "customer_id": f"C-{i % 2}"} for i in range(60)])
+    text = tp("audit").out.splitlines()
+    assert len(text) == 51 and text[0].startswith("#11 ") and text[49].startswith("#60 ")
+    assert text[50] == ("showing the newest 50 of 60 matching rows; use --limit N for more, "
+                        "--limit 0 for all")
+    assert tp("audit", "--limit", "1").out.splitlines()[1].startswith("showing the newest 1 of 60")
+    assert "showing" not in tp("audit", "--limit", "0").out
+    listing = json.loads(tp("audit", "--json", "--customer", "C-1", "--limit", "20").out)
+    assert (listing["shown"], listing["total"], listing["truncated"], listing["limit"]) == (
+        20, 30, True, 20)
+    assert [r["seq"] for r in listing["rows"]] == list(range(22, 61, 2))
+    whole = json.loads(tp("audit", "--json", "--limit", "0").out)
+    assert (whole["shown"], whole["total"], whole["truncated"]) == (60, 60, False)
 
 
 def test_audit_verify_exits_0_when_intact_and_1_naming_the_first_bad_row(tp, store):
@@ -166,3 +183,53 @@ def test_an_unreachable_database_is_reported_with_a_hint(tp, monkeypatch):
     assert run.code == 1
     assert "error: cannot reach the database postgresql+psycopg://tp@127.0.0.1:1/touchpoints" in run.err
     assert "TOUCHPOINTS_DATABASE_URL" in run.err and "Traceback" not in run.err
+
+
+def test_audit_verify_checks_the_latest_checkpoint_and_catches_a_truncated_tail(tp, store):
+    with store.session() as session:
+        audit.record_many(session, [{"action": "email.sent", "result": "sent", "actor": "system"}
+                                    for _ in range(4)])
+    unanchored = tp("audit", "verify")
+    assert unanchored.code == 0 and "no signed checkpoint yet" in unanchored.err
+    made = tp("audit", "checkpoint")
+    assert made.code == 0 and made.out.startswith("checkpoint: 4 rows, head ")
+    assert "audit-checkpoints.jsonl" in made.out
+    ok = tp("audit", "verify")
+    assert ok.code == 0 and ok.err == ""
+    assert "reaches the signed checkpoint of" in ok.out and "(4 rows)" in ok.out
+    with past_the_guard(store) as connection:
+        connection.exec_driver_sql("DELETE FROM audit WHERE seq = 4")
+    bad = tp("audit", "verify")
+    assert bad.code == 1
+    assert "audit trail broken at row 4 (truncated): rows 4 to 4 are missing" in bad.err
+
+
+def test_audit_head_prints_the_anchor_and_verify_expect_checks_against_it(tp, store):
+    with store.session() as session:
+        audit.record_many(session, [{"action": "email.sent", "result": "sent", "actor": "system"}
+                                    for _ in range(3)])
+    head = json.loads(tp("audit", "head", "--json").out)
+    with store.read_session() as session:
+        assert (head["rows"], head["hash"]) == audit.head(session)
+    assert head["anchor"] == f"3:{head['hash']}" and head["at"]
+    text = tp("audit", "head").out
+    assert f"rows: 3\nhash: {head['hash']}\n" in text and f"anchor: 3:{head['hash']}" in text
+    kept = tp("audit", "verify", "--expect", head["anchor"])
+    assert kept.code == 0 and "the head you kept" in kept.out
+    assert tp("audit", "verify", "--expect", head["hash"]).code == 0
+    with past_the_guard(store) as connection:
+        connection.exec_driver_sql("DELETE FROM audit WHERE seq = 3")
+    gone = tp("audit", "verify", "--expect", head["anchor"])
+    assert gone.code == 1 and "(truncated): the head you kept" in gone.err
+
+
+def test_audit_checkpoint_reports_a_failing_sink_but_still_writes_the_file(tp, store, monkeypatch):
+    from flows.settings import reset_settings
+
+    monkeypatch.setenv("TOUCHPOINTS_AUDIT_CHECKPOINT_SINK", "http://127.0.0.1:1/audit")
+    reset_settings()
+    run = tp("audit", "checkpoint")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert "the checkpoint was written to" in run.err and "http://127.0.0.1:1/audit" in run.err
+    assert "TOUCHPOINTS_AUDIT_CHECKPOINT_SINK" in run.err
+    assert tp("audit", "verify").code == 0 and "reaches the signed checkpoint" in tp("audit", "verify").out
