@@ -155,6 +155,12 @@ class Supervisor:
             thread = _Thread(part, lambda p=part, e=every, w=work: self._loop(engine, p, e, w))
             thread.start()
             self.threads.append(thread)
+        from flows.service.checkpoints import Checkpointer
+
+        self.checkpointer = Checkpointer(engine.store, self.settings)  # each instance: its own
+        part, every, work = self.checkpointer.loop_entry()
+        self.threads.append(_Thread(part, lambda: self._loop(engine, part, every, work)))
+        self.threads[-1].start()
 
     def _once_across_instances(self, engine, part: str, work):
         """Housekeeping runs where the lock is held; elsewhere it stands by (shown in /healthz)
@@ -361,4 +367,6 @@ class Supervisor:
         if self.catcher is not None:
             self.catcher.stop()
         self._revoke_key()
+        if getattr(self, "checkpointer", None) is not None:  # after the last audit row
+            self.checkpointer.final()
         remove_service_info(self.settings, os.getpid())
