@@ -220,6 +220,8 @@ def migrate(store, settings) -> None:
     """Bring ``store`` to the newest schema: as the owner of
     ``TOUCHPOINTS_MIGRATION_DATABASE_URL`` when that is set, else as the store's own role."""
     migration_url = getattr(settings, "migration_database_url", None)
+    if store.dialect != "postgresql":  # SQLite has no roles: the file's owner migrates it
+        migration_url = None
     if not migration_url or store.current_revision() == store.head_revision():
         migrate_as(store)
         return

@@ -340,3 +340,16 @@ def test_the_app_role_alone_cannot_migrate_and_is_told_how(roles_database, tmp_p
     finally:
         forget_store(urls.app_url)
         reset_settings()
+
+
+def test_a_sqlite_store_ignores_a_migration_url(tmp_path):
+    from flows.settings import Settings
+    from flows.store.db import forget_store, open_store
+
+    settings = Settings(data_dir=tmp_path / "data",
+                        migration_database_url="postgresql://nobody@127.0.0.1:1/elsewhere")
+    try:
+        store = open_store(settings)
+        assert store.dialect == "sqlite" and store.current_revision() == store.head_revision()
+    finally:
+        forget_store(settings.store_url)
