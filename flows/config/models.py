@@ -157,6 +157,9 @@ class Defaults(BaseModel):
     postal_address: str = Field(min_length=1, description="Printed in the footer of every email.")
     timezone: TimeZoneName = "UTC"
     send_window: SendWindow | None = None
+    operations: EmailAddress | None = Field(
+        None, description="Where failure reports go: at most one email per touch point per "
+                          "hour, with the count of members that failed since the last one.")
 
     @property
     def company_name(self) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flows.engine import units
+from flows.engine import alerts, units
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.matching import answered_results, arrived_already
 from flows.engine.versions import pin as pin_version
@@ -242,6 +242,10 @@ class JourneyOps:
                 journey_id=journey_id, flow_run_id=flow_run_id, at=now,
                 reason=f"step {step.id}: {reason}"[:500], detail={"step": step.id})
                 for mid, reason in failures.items()])
+            if self.engine.config.defaults.operations:  # a report to operations, throttled
+                alerts.record_failures(session, touchpoint=touchpoint.name, step=step.id, now=now,
+                                       failures=[(by_id[mid].customer_id, reason)
+                                                 for mid, reason in failures.items()])
         missing = [r for r in rows if r.customer_id not in customers]
         for row in missing:  # a customer deleted while the journey ran
             row.status, row.reason = "exited", "customer no longer in the directory"

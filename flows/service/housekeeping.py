@@ -38,7 +38,7 @@ class Housekeeper:
 
         return {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
                 "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
-                "escalated": self.escalations(now)}
+                "escalated": self.escalations(now), "alerts": self.alerts(now)}
 
     def drive(self) -> dict[str, int]:
         """The fast loop: launch queued units (new events, continuations), re-drive dead ones."""
@@ -113,6 +113,12 @@ class Housekeeper:
                 event_id = f"inactivity:{tp.name}:{cid}:{last_day}"
                 fired += self._fire(tp, cid, event_id, {"last_contact": last_day}, now)
         return fired
+
+    def alerts(self, now: datetime) -> int:
+        """Failure reports due to the operations address (one per touch point per hour)."""
+        from flows.engine.alerts import flush_due
+
+        return len(flush_due(self.engine, now=now))
 
     def escalations(self, now: datetime) -> int:
         try:
