@@ -249,4 +249,5 @@ def for_journey(engine, session, journey: Journey | str) -> Pinned:
     if not journey.version:
         return Pinned(touchpoint=current, missing="it started before versions were kept")
     return Pinned(touchpoint=current, digest=journey.version,
-                  missing=f"its version {short(journey.version)} is not in the store")
+                  missing=f"its version {short(journey.version)} is not in the store (or no "
+                          "longer parses)")

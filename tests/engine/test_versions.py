@@ -188,6 +188,9 @@ def test_journeys_migrate_with_a_map_moves_the_journey_and_audits_it(start, fold
     edit(folder, OLD_WAIT, "      - id: wait_60d\n")
     edit(folder, f'subject: "{OPTIONS_SUBJECT}, ', 'subject: "Brand new options, ')
     engine = start()
+    assert tp("journeys", "migrate", "renewal", "--map", "until_60d=wait_60d", "--dry-run") == 0
+    assert "would move 1 journey(s)" in capsys.readouterr().out
+    assert journey_and_members(engine, journey_id)[1][0].pointer == "until_60d"
 
     assert tp("journeys", "migrate", "renewal", "--map", "until_60d=wait_60d") == 0
 
