@@ -56,6 +56,14 @@ class FieldSpec(BaseModel):
         return value
 
     @property
+    def words(self) -> str:
+        """The type in words: ``list[string]`` is "a list of string" (no brackets, which a
+        terminal's markup would take for a style)."""
+        if self.item:
+            return f"a list of {self.item}"
+        return f"{'an' if self.type[0] in 'aeiou' else 'a'} {self.type}"
+
+    @property
     def item(self) -> str | None:
         """The type of the items of a ``list[<type>]`` field, else None."""
         return _TYPE.match(self.type).group("item")
@@ -101,7 +109,7 @@ def check_data(fields: dict[str, FieldSpec], data: dict | None) -> tuple[dict, d
     for name, spec in fields.items():
         if data.get(name) is None:
             if spec.required:
-                problems[name] = f"required ({spec.type}) but missing"
+                problems[name] = f"required ({spec.words}) but missing"
             continue
         try:
             data[name] = _coerce(spec.type, data[name])
