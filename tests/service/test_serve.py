@@ -6,6 +6,7 @@ restart every waiting journey still fires and nothing is sent twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -140,3 +141,8 @@ def test_when_a_part_dies_serve_says_so_and_exits_non_zero(service):
     assert "a part died" in service.log() and "runner" in service.log()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{service.web}/healthz", timeout=2)
+    # the stop wrote a signed audit checkpoint after its last audit row (the key revocation)
+    head = json.loads(service.cli("audit", "head", "--json").stdout)
+    last = json.loads((service.data / "audit-checkpoints.jsonl").read_text().splitlines()[-1])
+    assert (last["seq"], last["hash"]) == (head["rows"], head["hash"])
+    assert "reaches the signed checkpoint" in service.cli("audit", "verify").stdout
