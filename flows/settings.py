@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     prefect_host: str = Field("127.0.0.1", description="Where the Prefect server that serve "
                               "starts listens (0.0.0.0 for workers on other machines).")
     batch_size: int = Field(500, description="Recipients handled by one Prefect task run.")
+    wave_size: int = Field(
+        1000, description="Members of a fan-out walked through the steps together: each wave "
+        "is a unit of work of its own, run by whichever worker is free.")
     smtp_retries: int = Field(3, description="Attempts for a temporary (4xx) SMTP failure.")
     smtp_backoff_seconds: float = Field(2.0, description="First back-off after a 4xx; doubles each retry.")
     smtp_timeout_seconds: float = 30.0

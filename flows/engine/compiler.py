@@ -284,6 +284,23 @@ def compile_touchpoint(touchpoint) -> Any:
         with Heartbeat(current_engine().store, _owner()):
             return journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id)
 
+    def merge(summary: dict, part: dict) -> dict:
+        summary["completed"] = summary.get("completed", 0) + part["completed"]
+        summary["open"] = part["open"]
+        summary["journey_status"] = part.get("journey_status")
+        return summary
+
+    def drive_wave(unit_id: str, journey_id: str, params: dict) -> dict:
+        """Walk a wave unit's members on from where each one stands (all at the start for a
+        fresh wave of a fan-out), then finish the unit."""
+        summary = {"completed": 0, "open": 0, "redriven": 0}
+        for group in split(name, journey_id, unit_id):
+            merge(summary, drive(group["wave"], group["pointer"], group["mode"], journey_id))
+            summary["redriven"] += group["members"]
+        verb = "drove" if params.get("fresh") else "re-driven"
+        complete(name, unit_id, f"{verb} {summary['redriven']} member(s)")
+        return summary
+
     def journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id) -> dict:
         tp = current_engine().touchpoint(name)
         extra = [f"customer:{customer_id}"] if customer_id else []
@@ -292,17 +309,9 @@ def compile_touchpoint(touchpoint) -> Any:
                 held = acquire(name, unit_id)
                 if not held["acquired"]:
                     return {"skipped": f"unit {unit_id} is done or held by a live run"}
-                if held["kind"] == "wave":  # a run died with this wave: drive it again
+                if held["kind"] == "wave":  # a wave of a fan-out, or one whose run died
                     journey_id = held["journey_id"]
-                    summary = {"completed": 0, "open": 0, "redriven": 0}
-                    for group in split(name, journey_id, unit_id):
-                        part = drive(group["wave"], group["pointer"], group["mode"], journey_id)
-                        summary["completed"] += part["completed"]
-                        summary["open"] = part["open"]
-                        summary["journey_status"] = part["journey_status"]
-                        summary["redriven"] += group["members"]
-                    complete(name, unit_id, f"re-driven {summary['redriven']} member(s)")
-                    return conclude(journey_id, summary)
+                    return conclude(journey_id, drive_wave(unit_id, journey_id, held["params"]))
             if journey_id is None:
                 if event is None and tp.trigger.kind == "schedule":
                     event = _scheduled_event(name)
@@ -315,6 +324,11 @@ def compile_touchpoint(touchpoint) -> Any:
                     return summary
                 journey_id, wave = entered["journey_id"], entered["wave"]
                 summary = drive(wave, None, "at", journey_id)
+                if not served():  # no dispatch loop here to launch the other waves: drive them
+                    for extra in entered.get("waves", [])[1:]:
+                        held = acquire(name, extra)
+                        if held["acquired"]:
+                            merge(summary, drive_wave(extra, journey_id, held["params"]))
             else:
                 claimed = resume(name, journey_id, resume_at, mode, unit_id, label)
                 if not claimed["members"]:

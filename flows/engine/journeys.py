@@ -94,19 +94,27 @@ class JourneyOps:
                          detail={"event_id": event.get("id"), "entry_key": key})
             return {"journey_id": None, "refused": reason}
         wave = new_id()
+        waves = [wave]
         if customer is not None:
             session.add(Member(journey_id=journey.id, customer_id=customer.id, status="active",
                                wave=wave, lane="", results={}, updated_at=now))
             count = 1
         else:
             count = 0
+            wave_size = max(1, self.engine.settings.wave_size)
             for batch in iter_segment(session, touchpoint, event=event, config=self.engine.config,
                                       batch_size=self.engine.settings.batch_size, now=now):
-                session.add_all([Member(journey_id=journey.id, customer_id=cid, status="active",
-                                        wave=wave, lane="", results={}, updated_at=now)
-                                 for cid in batch])
+                rows = []
+                for cid in batch:
+                    if count and count % wave_size == 0:
+                        waves.append(f"{wave}~{len(waves)}")
+                    rows.append(Member(journey_id=journey.id, customer_id=cid, status="active",
+                                       wave=waves[-1], lane="", results={}, updated_at=now))
+                    count += 1
+                session.add_all(rows)
                 session.flush()
-                count += len(batch)
+            self._queue_waves(session, touchpoint=touchpoint.name, journey_id=journey.id,
+                              waves=waves, label=label)
         audit.record(session, action="journey.started", result="started", actor="system",
                      touchpoint=touchpoint.name, customer_id=customer.id if customer else None,
                      journey_id=journey.id, flow_run_id=flow_run_id, at=now,
@@ -118,7 +126,19 @@ class JourneyOps:
                             journey_id=journey.id, owner=flow_run_id, label=label,
                             params={"journey_id": journey.id, "customer_id": journey.customer_id})
             units.complete(session, unit_id, owner=flow_run_id, reason=f"entered journey {journey.id}")
-        return {"journey_id": journey.id, "wave": wave, "members": count}
+        return {"journey_id": journey.id, "wave": wave, "members": count, "waves": waves}
+
+    @staticmethod
+    def _queue_waves(session, *, touchpoint: str, journey_id: str, waves: list[str],
+                     label: str) -> None:
+        """A fan-out larger than one wave: every wave but the first (which the entering run
+        drives itself) is a unit of its own, so whichever worker is free runs it, and the
+        first wave's email goes out before the last wave is touched."""
+        for number, extra in enumerate(waves[1:], start=2):
+            units.queue(session, id=extra, kind="wave", touchpoint=touchpoint,
+                        journey_id=journey_id,
+                        label=f"{label or journey_id} · wave {number}/{len(waves)}",
+                        params={"journey_id": journey_id, "customer_id": None, "fresh": True})
 
     # ------------------------------------------------------------------ resuming
     def claim(self, session, *, journey_id: str, pointer: str, mode: str, now: datetime,

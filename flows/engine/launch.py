@@ -59,8 +59,9 @@ class InProcessLauncher:
         return result
 
     def redrive(self, touchpoint: str, *, journey_id: str, label: str, customer_id: str | None,
-                unit_id: str, attempt: int = 0) -> Any:
-        result = self._run(touchpoint, customer_id, label=f"{label} · re-drive", unit_id=unit_id)
+                unit_id: str, attempt: int = 0, fresh: bool = False) -> Any:
+        result = self._run(touchpoint, customer_id, unit_id=unit_id,
+                           label=label if fresh and not attempt else f"{label} · re-drive")
         self.results.append({"touchpoint": touchpoint, "journey_id": journey_id, **(result or {})})
         return result
 
@@ -105,11 +106,11 @@ class DeploymentLauncher:
                          key=_key("unit", unit_id, f"resume:{continuation}", attempt))
 
     def redrive(self, touchpoint: str, *, journey_id: str, label: str, customer_id: str | None,
-                unit_id: str, attempt: int = 0) -> dict:
+                unit_id: str, attempt: int = 0, fresh: bool = False) -> dict:
         return self._run(touchpoint, customer_id=customer_id,
                          parameters={"label": label, "customer_id": customer_id,
                                      "unit_id": unit_id},
-                         name=f"{label} · re-drive {attempt}",
+                         name=f"{label} · re-drive {attempt}" if attempt or not fresh else label,
                          key=_key("redrive", unit_id, unit_id, attempt))
 
     def run_states(self, flow_run_ids: list[str]) -> dict[str, dict]:

@@ -77,7 +77,8 @@ def launch_unit(launcher, unit: dict[str, Any]) -> Any:
                                continuation=p.get("continuation", unit["id"]), due=unit["due_at"],
                                unit_id=unit["id"], attempt=attempt)
     return launcher.redrive(unit["touchpoint"], journey_id=unit["journey_id"], label=unit["label"],
-                            customer_id=p.get("customer_id"), unit_id=unit["id"], attempt=attempt)
+                            customer_id=p.get("customer_id"), unit_id=unit["id"], attempt=attempt,
+                            fresh=bool(p.get("fresh")))
 
 
 def _as_dict(row: WorkUnit) -> dict[str, Any]:
