@@ -25,7 +25,7 @@ from flows.store.db import Store
 from flows.store.tables import AuditRow
 
 SECRET = "tamper-test audit secret"
-ROWS = 45
+ROWS = 30
 T0 = datetime(2026, 11, 23, 9, 30, 0, 123456, tzinfo=UTC)
 TABLE = AuditRow.__table__
 TEXT_COLUMNS = ("action", "touchpoint", "step", "customer_id", "journey_id", "flow_run_id",
