@@ -152,3 +152,55 @@ def test_a_survey_deferred_to_the_send_window_lives_its_full_14_days_from_the_se
         survey = session.scalar(select(Survey).where(Survey.customer_id == "C-1001"))
         assert survey.expires_at == sent_at + timedelta(days=14)
         assert survey_state(survey, sent_at + timedelta(days=14, minutes=-1)) == "open"
+
+
+# --------------------------------------------------------------------------- outage
+UPDATE = "Outage update"
+RESOLVED = "Your service is back: sorry for the disruption"
+
+
+def subjects_to(smtp_server, address: str) -> list[str]:
+    return [str(m.message["Subject"]) for m in mail_to(smtp_server, address)]
+
+
+def test_an_outage_update_goes_out_while_the_outage_is_open_and_never_after_its_resolution(
+        engine, emit, smtp_server):  # noqa: F811
+    emit("outage.declared")
+    emit("outage.updated")
+    emit("outage.resolved")
+    late = emit("outage.updated", eta="2026-11-24T02:00:00+00:00")  # the NOC's late revision
+
+    subjects = subjects_to(smtp_server, "zoe.harper@example.com")  # C-1001, north
+    assert [s.startswith(UPDATE) for s in subjects] == [False, True, False]
+    assert subjects[2] == RESOLVED
+    assert [s["touchpoint"] for s in late.started] == ["outage-update"]  # it ran, and sent nothing
+    with engine.store.session() as session:
+        members = session.scalars(select(Member).join(Journey, Member.journey_id == Journey.id)
+                                  .where(Journey.id == late.started[0]["journey_id"])).all()
+        assert members and {m.status for m in members} == {"exited"}
+        assert "already resolved" in members[0].reason
+
+
+def test_an_update_overtaken_by_the_resolution_before_its_run_starts_is_not_sent(
+        engine, smtp_server):  # noqa: F811
+    """In the service an update's run starts a moment after its event is stored: the resolution
+    can land in between. The resolution notice is then the last word."""
+    from flows.engine.dispatch import Dispatcher
+    from flows.engine.launch import InProcessLauncher
+
+    examples = {name: dict(spec.example or {}) for name, spec in engine.config.event_types().items()}
+
+    class LateStart(InProcessLauncher):
+        def start(self, touchpoint, **kwargs):
+            if touchpoint == "outage-update":
+                dispatcher.emit(type="outage.resolved", data=examples["outage.resolved"],
+                                source="test", actor="test")
+            return super().start(touchpoint, **kwargs)
+
+    dispatcher = Dispatcher(engine, LateStart())
+    dispatcher.emit(type="outage.declared", data=examples["outage.declared"], source="test")
+    dispatcher.emit(type="outage.updated", data=examples["outage.updated"], source="test")
+
+    subjects = subjects_to(smtp_server, "zoe.harper@example.com")
+    assert subjects[-1] == RESOLVED
+    assert not any(s.startswith(UPDATE) for s in subjects)
