@@ -16,12 +16,23 @@ def _engine():
     return current_engine()
 
 
+def _names(items: list, key: str) -> list[str]:
+    return [str(i.get(key) if isinstance(i, dict) else i) for i in items or []]
+
+
 def _print_result(result: dict, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(result, default=str))
         return
-    if result.get("duplicate"):
-        out.print(f"event {result['event_id']} was already received: nothing new started")
+    if result.get("duplicate"):  # the lists are what the first delivery did
+        first = [f"started {', '.join(_names(result.get('started'), 'touchpoint'))}"
+                 if result.get("started") else "",
+                 f"resumed journey {', '.join(_names(result.get('resumed'), 'journey_id'))}"
+                 if result.get("resumed") else ""]
+        done = "; ".join(part for part in first if part)
+        out.print(f"event {result['event_id']} was already received: nothing new started or "
+                  f"resumed" + (f" (the first time it {done})" if done else ""))
+        return
     for start in result.get("started", []):
         who = start.get("customer_id") or start.get("label")
         out.print(f"started [bold]{start['touchpoint']}[/] for {who}")
@@ -31,8 +42,7 @@ def _print_result(result: dict, as_json: bool) -> None:
                   f"{where}")
     for skip in result.get("skipped", []):
         out.print(f"[dim]not started {skip['touchpoint']}: {skip['reason']}[/]")
-    if not (result.get("started") or result.get("resumed") or result.get("duplicate")
-            or result.get("skipped")):
+    if not (result.get("started") or result.get("resumed") or result.get("skipped")):
         out.print("no touch point is triggered by this event")
 
 

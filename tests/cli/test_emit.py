@@ -113,3 +113,18 @@ def test_against_the_service_a_woken_journey_is_reported_not_nothing_new(local, 
     printed = capsys.readouterr().out
     assert f"resumed the journey {journey_id}" in printed
     assert "nothing new" not in printed and "no touch point" not in printed
+
+
+def test_the_same_event_twice_says_nothing_new_happened_and_what_the_first_did(local, server,
+                                                                             engine, capsys):
+    add_customer(engine, "C-1001")
+    _serve(local, server, engine)
+    main(["emit", "contract.signed", "-c", "C-1001", "--id", "crm-1"])
+    capsys.readouterr()
+
+    main(["emit", "contract.signed", "-c", "C-1001", "--id", "crm-1"])
+
+    printed = capsys.readouterr().out
+    assert "already received: nothing new started or resumed (the first time it started sale)" \
+        in printed.replace("\n", " ")
+    assert "started sale for" not in printed

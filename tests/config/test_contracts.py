@@ -187,3 +187,28 @@ def test_the_data_schema_marks_required_fields_and_lets_optional_ones_be_null():
     assert schema["required"] == ["eta", "regions"]
     assert schema["properties"]["on"] == {"type": ["string", "null"], "format": "date"}
     assert schema["properties"]["regions"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_values_arrive_typed_in_templates_and_expressions_at_run_time():
+    from pathlib import Path
+
+    from flows import clock
+    from flows.config import load_config
+    from flows.engine.context import build_context
+    from flows.templating import evaluate, render_text
+
+    config = load_config(Path(__file__).resolve().parents[2] / "touchpoints.yaml")
+    trigger = {"id": "e-1", "type": "invoice.issued",
+               "data": {"first": True, "due_date": "2026-12-15",
+                        "issued_on": "2026-12-01"}}
+    received = {"id": "e-2", "type": "payment.failed",
+                "data": {"retry_on": "2026-12-22", "amount": 51.17}}
+    ctx = build_context(config=config, customer=None, event=None, trigger=trigger,
+                        results={"await_payment_problem": {"outcome": "event",
+                                                           "event": received}},
+                        journey_id="j-1", touchpoint="billing", now=clock.now())
+    assert render_text("{{ trigger.data.due_date.day }} {{ trigger.data.due_date.year }}",
+                       ctx) == "15 2026"
+    assert evaluate("(trigger.data.due_date - trigger.data.issued_on).days", ctx) == 14
+    assert evaluate("steps.await_payment_problem.event.data.retry_on.isoweekday()", ctx) == 2
+    assert trigger["data"]["due_date"] == "2026-12-15"  # what was stored is not changed
