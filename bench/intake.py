@@ -192,7 +192,7 @@ def measure(events_n: int, clients: int, drain_timeout: float, root: Path, say) 
     try:
         up = serve.start()
         say(f"serve up in {up:.0f}s at {serve.info['web_url']}")
-        meter = CpuMeter({"serve": serve.proc.pid, "bench": os.getpid()})
+        meter = CpuMeter({"serve": serve.proc.pid, "bench": os.getpid()}, alone=("bench",))
         load_before = load()
         meter.start()
         t0 = time.perf_counter()

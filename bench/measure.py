@@ -43,15 +43,27 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-class CpuMeter:
-    """CPU seconds of named process trees between ``start()`` and ``stop()``."""
+def own_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process alone (not its children)."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return t.user + t.system
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
+
+class CpuMeter:
+    """CPU seconds of named process trees between ``start()`` and ``stop()``; names in
+    ``alone`` count that process without its children (the benchmark's own process, whose
+    children are the other processes measured)."""
+
+    def __init__(self, pids: dict[str, int], *, alone: tuple[str, ...] = ()) -> None:
+        self.pids, self.alone = pids, alone
         self._start: dict[str, float] = {}
 
     def snapshot(self) -> dict[str, float]:
-        return {name: tree_cpu(pid) for name, pid in self.pids.items()}
+        return {name: own_cpu(pid) if name in self.alone else tree_cpu(pid)
+                for name, pid in self.pids.items()}
 
     def start(self) -> None:
         self._start = self.snapshot()

@@ -144,7 +144,7 @@ def run_arm(worker: Worker, repeat: int, *, customers: int, server: PrefectServe
     try:
         sink.reset()
         meter = CpuMeter({"arm": worker.proc.pid, "prefect_server": server.pid,
-                          "sink": sink.pid, "bench": os.getpid()})
+                          "sink": sink.pid, "bench": os.getpid()}, alone=("bench",))
         load_before = load()
         meter.start()
         worker.send("go")
@@ -244,6 +244,20 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def collect(results: dict, runs: dict[str, list[dict]], started: float, *, complete: bool) -> None:
+    """The summary of the runs so far, in ``results``."""
+    done = {arm: summarise(r) for arm, r in runs.items() if r}
+    empty = {"emails_per_s": None, "emails_per_cpu_s": None, "cpu_s": None}
+    results["arms"] = done
+    results["ratios"] = ratios({**{a: empty for a in ARMS}, **done})
+    results["first_email_s"] = {a: v["first_email_s"] for a, v in done.items()}
+    results["peak_rss_mb"] = {a: v["peak_rss_mb"] for a, v in done.items()}
+    results["targets"] = TARGETS
+    results["load_at_end"] = load()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["complete"] = complete
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,17 +303,13 @@ def main(argv: list[str] | None = None) -> int:
                     for worker in workers:
                         runs[worker.arm].append(run_arm(worker, repeat, customers=customers,
                                                         server=server, sink=sink, say=say))
+                        collect(results, runs, started, complete=False)
+                        if args.json:  # so far: a run cut short still leaves its figures
+                            args.json.write_text(json.dumps(results, indent=2))
                 finally:
                     for worker in workers:
                         worker.stop()
-        results["arms"] = {arm: summarise(r) for arm, r in runs.items()}
-        results["ratios"] = ratios({**{a: {"emails_per_s": None, "emails_per_cpu_s": None,
-                                           "cpu_s": None} for a in ARMS}, **results["arms"]})
-        results["first_email_s"] = {a: v["first_email_s"] for a, v in results["arms"].items()}
-        results["peak_rss_mb"] = {a: v["peak_rss_mb"] for a, v in results["arms"].items()}
-        results["targets"] = TARGETS
-        results["load_at_end"] = load()
-        results["elapsed_s"] = round(time.monotonic() - started, 1)
+        collect(results, runs, started, complete=True)
         say("")
         say(report(results))
         say(f"whole benchmark: {results['elapsed_s']:.0f}s")
