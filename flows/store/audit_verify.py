@@ -29,7 +29,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.store.audit import (
-    COLUMNS, GENESIS, REKEYED, canonical, is_legacy, key_index, keys,
+    COLUMNS,
+    GENESIS,
+    REKEYED,
+    canonical,
+    is_legacy,
+    key_index,
+    keys,
 )
 from flows.store.tables import AuditRow
 
@@ -193,7 +199,7 @@ class _Hasher:
             self.macs.append(hashlib.sha256(start))
 
     def written_as(self, seq: int) -> bool:
-        tail = f"{seq}{self.rest}".encode("utf-8")
+        tail = f"{seq}{self.rest}".encode()
         for base in self.macs:
             mac = base.copy()
             mac.update(tail)

@@ -187,14 +187,15 @@ def test_a_forged_append_with_a_correct_plain_hash_is_named(store):
 def test_a_replayed_copy_of_a_row_is_named_as_inserted(store):
     fill(store)
     with store.session() as session:
-        copy = {c: getattr(session.get(AuditRow, 4), c) for c in AuditRow.__table__.c.keys()}
+        row = session.get(AuditRow, 4)
+        copy = {column.name: getattr(row, column.name) for column in AuditRow.__table__.columns}
         session.add(AuditRow(**{**copy, "seq": 11}))
     result = check(store)
     assert (result.problem, result.first_bad_seq) == ("inserted", 11)
     assert "repeats the entry written as row 4" in result.message
 
 
-def test_rows_moved_under_rotated_keys_still_verify_oldest_key_first(store):
+def test_after_a_key_rotation_old_rows_verify_under_the_previous_key_new_ones_under_the_new(store):
     audit.use_keys(["old secret"])
     try:
         fill(store, 3)
@@ -202,7 +203,7 @@ def test_rows_moved_under_rotated_keys_still_verify_oldest_key_first(store):
         with store.session() as session:
             audit.record(session, action="x", result="ok", actor=audit.SYSTEM, at=T0)
         assert check(store).ok and check(store).checked == 4
-        audit.use_keys(["new secret"])  # the old key dropped too early
+        audit.use_keys(["new secret"])  # the old key dropped from the list too early
         assert (check(store).problem, check(store).first_bad_seq) == ("edited", 1)
     finally:
         audit.use_keys(None)

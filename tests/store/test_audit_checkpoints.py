@@ -10,6 +10,7 @@ import socket
 import stat
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -93,9 +94,9 @@ def test_a_checkpoint_signed_with_a_previous_key_still_counts_after_rotation(
 
 # --------------------------------------------------------------------------- sinks
 class _Receiver(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - the stdlib's name
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers.get("Authorization"),
                                     self.headers.get("Content-Type"), json.loads(body)))
