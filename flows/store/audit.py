@@ -230,7 +230,7 @@ def _chain(session: Session, rows: Iterable[Mapping[str, Any]]) -> list[dict[str
     _lock(session)
     last = _last_row(session)
     seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-    if last is not None and _ends_legacy(last, keys()):
+    if last is not None and _ends_legacy(session, last, keys()):
         prepared.insert(0, _switch_over(last, now))
     key = current_key()
     for fields in prepared:
@@ -245,12 +245,14 @@ def _last_row(session: Session) -> Any:
     return session.execute(select(*COLUMNS).order_by(AuditRow.seq.desc()).limit(1)).first()
 
 
-def _ends_legacy(last: Any, chain_keys: list[bytes]) -> bool:
-    """The newest row has the unkeyed hash of older versions (and none of the audit keys'), so
-    the next keyed row must be the switch-over."""
-    fields = last._mapping
-    return (key_index(last.prev_hash, fields, last.hash, chain_keys) is None
-            and is_legacy(last.prev_hash, fields, last.hash))
+def _ends_legacy(session: Session, last: Any, chain_keys: list[bytes]) -> bool:
+    """The chain is still all legacy: its newest row has the unkeyed hash of older versions, and
+    so has its first (a plain row after keyed ones is a forgery, not a switch-over point)."""
+    if key_index(last.prev_hash, last._mapping, last.hash, chain_keys) is not None or \
+            not is_legacy(last.prev_hash, last._mapping, last.hash):
+        return False
+    first = session.execute(select(*COLUMNS).order_by(AuditRow.seq).limit(1)).first()
+    return key_index(first.prev_hash, first._mapping, first.hash, chain_keys) is None
 
 
 def _switch_over(last: Any, now: datetime) -> dict[str, Any]:
@@ -264,7 +266,7 @@ def ensure_keyed(session: Session) -> bool:
     """Record the switch-over now if the chain ends in legacy rows; True if it wrote one."""
     _lock(session)
     last = _last_row(session)
-    if last is None or not _ends_legacy(last, keys()):
+    if last is None or not _ends_legacy(session, last, keys()):
         return False
     fields = _switch_over(last, utcnow())
     fields["seq"], fields["prev_hash"] = last.seq + 1, last.hash

@@ -158,3 +158,18 @@ def test_a_keyed_row_after_legacy_rows_must_be_the_switch_over(store):
     result = check(store)
     assert (result.ok, result.problem, result.first_bad_seq) == (False, "forged", 3)
     assert "not the switch-over" in result.message
+
+
+def test_a_plain_row_forged_onto_a_keyed_chain_is_not_taken_for_a_switch_over_point(store):
+    add_row(store)
+    with store.session() as session:
+        last = session.get(AuditRow, 1)
+        forged = {"seq": 2, "at": T0, "action": "survey.answered", "result": "answered",
+                  "actor": audit.SYSTEM, "reason": "", "detail": {}, "touchpoint": None,
+                  "step": None, "customer_id": "C-1", "journey_id": None, "flow_run_id": None}
+        session.add(AuditRow(**forged, prev_hash=last.hash,
+                             hash=audit.legacy_hash(last.hash, forged)))
+    add_row(store)
+    with store.session() as session:
+        assert audit.query(session, action=audit.REKEYED) == []
+    assert (check(store).problem, check(store).first_bad_seq) == ("forged", 2)
