@@ -148,8 +148,34 @@ class EngineArm:
                 Delivery.journey_id == self.journey_id, Delivery.status == "sent"))
             members = dict(session.execute(select(Member.status, func.count()).where(
                 Member.journey_id == self.journey_id).group_by(Member.status)).all())
-        return {"ledger_sent": sent, "members": members,
-                "flow_run_id": journey.flow_run_id if journey else None}
+        flow_run_id = journey.flow_run_id if journey else None
+        return {"ledger_sent": sent, "members": members, "flow_run_id": flow_run_id,
+                "task_runs": task_run_seconds(flow_run_id) if flow_run_id else {}}
+
+
+def task_run_seconds(flow_run_id: str) -> dict[str, dict]:
+    """Per task name (a step's batches are "<step> #<n>"): how many task runs the Prefect
+    server recorded for the flow run, and their summed run time."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    out: dict[str, dict] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])), limit=200, offset=offset)
+            for run in page:
+                name = run.name.split(" #")[0]
+                entry = out.setdefault(name, {"runs": 0, "seconds": 0.0})
+                entry["runs"] += 1
+                entry["seconds"] = round(entry["seconds"] + (run.total_run_time.total_seconds()
+                                                             if run.total_run_time else 0.0), 2)
+            if len(page) < 200:
+                return out
+            offset += 200
 
 
 ARMS = {"floor": Floor, "naive": Naive, "engine": EngineArm}

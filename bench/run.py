@@ -236,6 +236,11 @@ def report(results: dict) -> str:
     runs[1:] = sorted(runs[1:], key=lambda row: (int(row[0]), ARMS.index(row[1])))
     lines = [f"N = {n} customers, {results['repeats']} repeat(s), arms interleaved; medians:", "",
              markdown(rows), "", markdown(runs), ""]
+    if "engine" in arms:
+        for r in arms["engine"]["runs"]:
+            steps = r["check"].get("task_runs") or {}
+            lines.append(f"engine run {r['repeat']}, Prefect task runs: " + ", ".join(
+                f"{name} {v['runs']}× {v['seconds']:.1f}s" for name, v in steps.items()))
     for key, value in results["ratios"].items():
         lines.append(f"{key.replace('_', ' ')}: emails/s ×{value['emails_per_s']}, "
                      f"emails per CPU-s ×{value['emails_per_cpu_s']} "
