@@ -118,11 +118,15 @@ def register(app: typer.Typer) -> None:
                 "last_hash": result.last_hash, "legacy_rows": result.legacy_rows,
                 "checkpoint": checkpoint, "expect": expect}))
         if not result.ok:
+            hint = (f"the {result.checked} row(s) before it are intact; restore the audit table "
+                    "from a backup and find out who changed the database")
+            if result.problem == "edited" and result.first_bad_seq == 1:
+                hint += ("; if every row fails, the audit key changed: list the old secret in "
+                         "TOUCHPOINTS_AUDIT_PREVIOUS_KEYS (docs/operations.md, 'Audit trail: "
+                         "keys, checkpoints, rotation')")
             raise AuditIntegrityError(
                 f"audit trail broken at row {result.first_bad_seq} ({result.problem}): "
-                f"{result.message}",
-                hint=f"the {result.checked} row(s) before it are intact; restore the audit table "
-                     "from a backup and find out who changed the database")
+                f"{result.message}", hint=hint)
         if as_json:
             return
         out.print(result.message, markup=False)

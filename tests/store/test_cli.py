@@ -233,3 +233,24 @@ def test_audit_checkpoint_reports_a_failing_sink_but_still_writes_the_file(tp, s
     assert "the checkpoint was written to" in run.err and "http://127.0.0.1:1/audit" in run.err
     assert "TOUCHPOINTS_AUDIT_CHECKPOINT_SINK" in run.err
     assert tp("audit", "verify").code == 0 and "reaches the signed checkpoint" in tp("audit", "verify").out
+
+
+def test_rotating_the_key_as_documented_keeps_old_rows_verifying(tp, store, store_settings,
+                                                                  monkeypatch):
+    from flows.settings import reset_settings
+
+    with store.session() as session:
+        audit.record(session, action="email.sent", result="sent", actor="system")
+    assert tp("audit", "checkpoint").code == 0
+    old_secret = store_settings.signing_key()  # the audit key was derived from it
+    monkeypatch.setenv("TOUCHPOINTS_AUDIT_KEY", "the new audit key")
+    reset_settings()
+    run = tp("audit", "verify")  # the old key not listed: every row fails
+    assert run.code == 1 and "(edited)" in run.err and "TOUCHPOINTS_AUDIT_PREVIOUS_KEYS" in run.err
+    monkeypatch.setenv("TOUCHPOINTS_AUDIT_PREVIOUS_KEYS", json.dumps([old_secret]))
+    reset_settings()
+    with store.session() as session:  # written under the new key
+        audit.record(session, action="email.sent", result="sent", actor="system")
+    rotated = tp("audit", "verify")
+    assert rotated.code == 0 and rotated.out.startswith("audit trail intact: 2 rows")
+    assert "reaches the signed checkpoint" in rotated.out  # signed with the old key
