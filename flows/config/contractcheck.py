@@ -139,16 +139,17 @@ def optional_problem(loc: Loc, exc: BaseException, *, where: str, optional: dict
     if isinstance(exc, UndefinedError):
         m = _MISSING.search(str(exc.message or ""))
         name = next((g for g in m.groups() if g), None) if m else None
+    refs = [r for r in data_references(source, expression=expression)
+            if r.field in optional and (line is None or r.line == line)]
     if name not in optional:
-        refs = [r for r in data_references(source, expression=expression)
-                if r.field in optional and (line is None or r.line == line)]
         name = refs[0].field if refs else None
     event_type = optional.get(name or "")
     if event_type is None:
         return None
-    return Problem(loc, f"{where}uses data.{name} without a guard, but it is optional in "
+    used = next((f"{r.root}.data.{r.field}" for r in refs if r.field == name), f"data.{name}")
+    return Problem(loc, f"{where}uses {used} without a guard, but it is optional in "
                         f"{event_type}: this fails for every event that leaves it out",
-                   hint=f"guard it ({{% if trigger.data.{name} is defined %}} ... {{% endif %}} "
+                   hint=f"guard it ({{% if {used} is defined %}} ... {{% endif %}} "
                         f"or | default(...)), or make it required: true under "
                         f"events.{event_type}.fields")
 

@@ -9,6 +9,7 @@ references; :func:`data_references` lists them with the line they are on, and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError, nodes
@@ -32,6 +33,7 @@ class DataRef:
     line: int
 
 
+@lru_cache(maxsize=512)  # a template is parsed once per check, whatever uses it
 def _parse(source: str, expression: bool) -> nodes.Template | None:
     try:
         return _env.parse("{{ " + source + " }}" if expression else source)

@@ -128,3 +128,17 @@ def test_the_same_event_twice_says_nothing_new_happened_and_what_the_first_did(l
     assert "already received: nothing new started or resumed (the first time it started sale)" \
         in printed.replace("\n", " ")
     assert "started sale for" not in printed
+
+
+def test_against_the_service_bad_data_is_refused_with_exit_code_1_naming_the_field(
+        local, server, engine, capsys):
+    _serve(local, server, engine)
+    try:
+        main(["emit", "outage.declared", "--data", json.dumps(BAD_OUTAGE)])
+    except SystemExit as exc:
+        assert exc.code == 1
+    else:
+        raise AssertionError("the service accepted an outage with eta '2 hours'")
+    err = capsys.readouterr().err
+    assert "eta: expected an ISO date and time with offset" in err and "Traceback" not in err
+    assert _rows(engine, Event) == []
