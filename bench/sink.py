@@ -34,7 +34,7 @@ class Counter:
         self.reset()
 
     def reset(self) -> None:
-        with getattr(self, "lock", threading.Lock()):
+        with self.lock:
             self.messages = 0
             self.connections = 0
             self.recipients: set[str] = set()
@@ -84,6 +84,7 @@ def serve() -> int:
     controller = Counting(counter, hostname="127.0.0.1", port=port, server_hostname="bench-sink",
                           data_size_limit=10 * 1024 * 1024)
     controller.start()
+    counter.reset()  # start() connects once to check the server is up: not a client's
     print(json.dumps({"port": port}), flush=True)
     try:
         for line in sys.stdin:

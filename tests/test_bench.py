@@ -1,22 +1,85 @@
-"""The fan-out benchmark (bench/run.py --quick) runs end to end as a smoke test: every arm
-delivers every email, counted by the SMTP sink in its own process, and the JSON has the keys
-bench/README.md documents. Timings are not checked: they belong to the machine."""
+"""The benchmarks' own parts: the SMTP sink process counts what really arrived, the CPU meter
+counts a process tree, percentiles are nearest-rank; and the fan-out benchmark
+(bench/run.py --quick) runs end to end as a smoke test: every arm delivers every email,
+counted by the sink, and the JSON has the keys bench/README.md documents. Timings are not
+checked: they belong to the machine."""
 
 from __future__ import annotations
 
 import json
+import smtplib
 import subprocess
 import sys
+import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 N = 20  # --quick's N
+sys.path.insert(0, str(REPO))
 
-pytestmark = pytest.mark.e2e
+
+def _message(to: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.com", to, "hello"
+    message.set_content("hello")
+    return message
 
 
+def test_the_sink_counts_messages_connections_and_recipients_until_reset():
+    from bench.sink import Sink
+
+    with Sink() as sink:
+        before = time.time()
+        with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
+            smtp.send_message(_message("one@example.com"))
+            smtp.send_message(_message("two@example.com"))
+        with smtplib.SMTP("127.0.0.1", sink.port) as smtp:
+            smtp.send_message(_message("One@example.com"))
+        stats = sink.wait_for(3, timeout=10)
+        sink.reset()
+        after_reset = sink.stats()
+
+    assert (stats["messages"], stats["connections"], stats["distinct_recipients"]) == (3, 2, 2)
+    assert before <= stats["first_at"] <= stats["last_at"] <= time.time()
+    assert after_reset == {"messages": 0, "connections": 0, "distinct_recipients": 0,
+                           "first_at": None, "last_at": None}
+
+
+def test_the_cpu_meter_counts_the_work_of_a_child_process():
+    import os
+
+    from bench.measure import CpuMeter
+
+    spin = ("import sys, time\nsys.stdin.readline()\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.5: pass\nprint('done', flush=True)\n"
+            "sys.stdin.read()")
+    busy = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    meter = CpuMeter({"child": busy.pid, "me": os.getpid()}, alone=("me",))
+    meter.start()
+    busy.stdin.write("go\n")
+    busy.stdin.flush()
+    assert busy.stdout.readline().strip() == "done"
+    used = meter.stop()
+    busy.communicate("")
+
+    assert used["child"] >= 0.5  # it spun for 0.5 CPU-s after start()
+    assert used["me"] < 0.3  # the meter's own process, without its child
+
+
+def test_percentiles_are_nearest_rank():
+    from bench.intake import percentile
+
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7.0
+
+
+@pytest.mark.e2e
 @pytest.mark.timeout(420)
 def test_the_quick_bench_delivers_every_email_in_every_arm_and_writes_the_documented_json(tmp_path):
     out = tmp_path / "bench.json"
