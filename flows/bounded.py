@@ -338,7 +338,11 @@ def located(env: Any, exc: BaseException, error: LimitError) -> LimitError:
     for root in roots:
         if filename.startswith(str(root)):
             name = "templates/" + os.path.relpath(filename, root).replace(os.sep, "/")
-    result = LimitError(f"{name} line {line}: {error.message}", hint=error.hint)
+    if name == "the text":  # an inline text: its line only when it has several
+        where = f"line {line}: " if line > 1 else ""
+    else:
+        where = f"{name} line {line}: "
+    result = LimitError(f"{where}{error.message}", hint=error.hint)
     result.located = True
     return result
 

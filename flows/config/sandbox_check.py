@@ -51,7 +51,8 @@ def unsafe_names(source: str, *, expression: bool) -> list[tuple[int, str]]:
         tree = _env.parse(text)
     except TemplateError:
         return []
-    found = []
+    found = [(node.lineno, name) for node, name in _attribute_filters(tree)
+             if any(forbidden(part) for part in name.split("."))]
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):
             name, subscript = node.attr, False
@@ -62,6 +63,19 @@ def unsafe_names(source: str, *, expression: bool) -> list[tuple[int, str]]:
         if forbidden(name, subscript=subscript):
             found.append((node.lineno, name))
     return sorted(set(found))
+
+
+def _attribute_filters(tree: nodes.Template) -> Iterator[tuple[nodes.Node, str]]:
+    """Attribute names given to filters as constants: ``attr('x')``, ``selectattr('x')``,
+    ``rejectattr('x')`` and any ``attribute='a.b'``."""
+    for node in tree.find_all(nodes.Filter):
+        if node.name in ("attr", "selectattr", "rejectattr") and node.args:
+            if isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str):
+                yield node, node.args[0].value
+        for pair in node.kwargs:
+            if pair.key == "attribute" and isinstance(pair.value, nodes.Const) \
+                    and isinstance(pair.value.value, str):
+                yield node, pair.value.value
 
 
 def includes(source: str) -> list[str]:
@@ -113,11 +127,15 @@ def _steps(steps: list[Any], loc: Loc) -> Iterator[tuple[Any, Loc]]:
 
 def _report(problems: list[Problem], loc: Loc, found: list[tuple[int, str]], *,
             multiline: bool, label: str = "") -> None:
+    by_line: dict[int, list[str]] = {}
     for line, attr in found:
+        by_line.setdefault(line, []).append(repr(attr))
+    for line, names in sorted(by_line.items()):
         where = f"{label} line {line}: " if label else (f"line {line}: " if multiline else "")
-        problems.append(Problem(loc, f"{where}{attr!r} is a private or internal name, which "
-                                     f"templates and expressions cannot use",
-                                hint=_HINT, docs=DOCS_GUIDE))
+        what = (f"{names[0]} is a private or internal name" if len(names) == 1 else
+                f"{', '.join(names)} are private or internal names")
+        problems.append(Problem(loc, f"{where}{what}, which templates and expressions cannot "
+                                     f"use", hint=_HINT, docs=DOCS_GUIDE))
 
 
 def _template(problems: list[Problem], loc: Loc, name: str, root: Path) -> None:
