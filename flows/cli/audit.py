@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
             "--json", help='Print {"rows": [...], "total": N, "truncated": true|false}.')] = False,
     ) -> None:
         """List audit rows, oldest first: the newest --limit of those matching the filters.
-        When more rows match, the listing says so."""
+
+        When more rows match, the listing says so.
+        """
         if ctx.invoked_subcommand is not None:
             return
         from flows.store import audit
@@ -92,8 +94,7 @@ def register(app: typer.Typer) -> None:
                  "hold it, with that hash.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
-        """Check the whole chain against the latest signed checkpoint; exit 1 naming the first
-        bad row.
+        """Check the whole chain against the latest signed checkpoint; exit 1 at the first bad row.
 
         A row is bad when it was edited, forged, deleted, reordered or inserted after it was
         written; rows missing at the end (a truncated tail) are found against the checkpoint
@@ -145,9 +146,11 @@ def register(app: typer.Typer) -> None:
 
     @audit_app.command("head")
     def head(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-        """Print the current anchor: row count, head hash and the time of the newest row.
+        """Print the anchor to keep: row count, head hash and the time of the newest row.
+
         Keep it somewhere the database's owner cannot write; `audit verify --expect` checks
-        against it."""
+        against it.
+        """
         from flows.store import audit
         from flows.store.tables import AuditRow
 
@@ -163,8 +166,11 @@ def register(app: typer.Typer) -> None:
 
     @audit_app.command("checkpoint")
     def checkpoint(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-        """Write a signed checkpoint of the head now: to the data folder and the configured
-        sinks (TOUCHPOINTS_AUDIT_CHECKPOINT_SINK). Exit 1 if a sink failed."""
+        """Write a signed checkpoint of the head now, to the data folder and the sinks.
+
+        The sinks are TOUCHPOINTS_AUDIT_CHECKPOINT_SINK; exit 1 if one failed (the file is
+        written anyway).
+        """
         from flows.errors import TouchpointsError
         from flows.store import checkpoints
 
