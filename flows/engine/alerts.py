@@ -141,7 +141,7 @@ def report_message(engine, *, to: str, touchpoint: str, count: int, total: int,
              f"Latest failures, at step {detail.get('step', '?')}:"]
     lines += [f"  {e.get('customer_id')}: {e.get('reason')}" for e in detail.get("examples", [])]
     lines += ["", "Once the cause is fixed, run them again with:",
-              f"  touchpoints retry {touchpoint}",
+              f"  touchpoints journeys retry {touchpoint}",
               "", "Each failure is in the audit trail with the action journey.failed."]
     text = "\n".join(lines)
     body = "".join(f"<p>{html.escape(line)}</p>" if line else "" for line in lines)

@@ -68,7 +68,7 @@ def test_failures_make_one_report_with_their_count_and_examples(ops_engine, cloc
     text = message.get_body(("plain",)).get_content()
     assert "2 member(s) of the touch point outage failed so far (2 in all)" in text
     assert "C-1002: ValueError: no region for C-1002" in text
-    assert "touchpoints retry outage" in text
+    assert "touchpoints journeys retry outage" in text
     with ops_engine.store.session() as session:
         assert session.scalar(select(AuditRow.reason).where(AuditRow.action == "alert.sent")) \
             == f"2 failed member(s) reported to {OPS}"

@@ -52,7 +52,7 @@ def test_a_failed_member_is_retried_from_its_step_once_fixed_and_gets_one_notice
     assert report.message["Subject"] == "1 failed in outage"
 
     broken_for_zoe["fix"]()
-    main(["retry", "outage", "--customer", "C-1001", "--local"])
+    main(["journeys", "retry", "outage", "--customer", "C-1001", "--local"])
     printed = capsys.readouterr().out
     assert "retrying 1 member(s) of outage in 1 journey(s)" in printed
     assert "ran 1 resume run(s) here" in printed
