@@ -152,21 +152,29 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def preview(name: str = typer.Argument(..., help="Touch point name."),
                 customer: str = typer.Option(..., "--customer", "-c", help="Customer id."),
+                data: str | None = typer.Option(None, "--data", help="Event data as a JSON object, "
+                                                "laid over the catalogue's example."),
                 html: bool = typer.Option(False, "--html", help="Show the HTML parts too.")) -> None:
         """Render every message the touch point would send this customer, without sending."""
+        from rich.markup import escape
+
         from flows.engine.preview import preview as render_preview
         from flows.store.customers import get_customer
 
+        payload = parse_json_option(data, "--data")
         engine = _engine()
         with engine.store.session() as session:
             view = get_customer(session, customer)
-        messages = render_preview(engine, name, view)
+        messages = render_preview(engine, name, view, data=payload)
         if not messages:
             out.print(f"{name} sends no email")
         for m in messages:
-            out.rule(f"{m.step_id}" + (f"  ({m.path})" if m.path else ""))
+            out.rule(escape(f"{m.step_id}" + (f"  ({m.path})" if m.path else "")))
             out.print(f"To: {m.to}\nSubject: {m.subject}\nCategory: {m.category}\n", markup=False)
-            out.print(m.error and f"[red]cannot render:[/] {m.error}" or m.text, markup=bool(m.error))
+            if m.error:
+                out.print(f"[red]cannot render:[/] {escape(m.error)}")
+            else:
+                out.print(m.text, markup=False)
             if html and not m.error:
                 out.print(m.html, markup=False)
 
