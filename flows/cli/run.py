@@ -68,12 +68,11 @@ def register(app: typer.Typer) -> None:
             as_json: bool = typer.Option(False, "--json")) -> None:
         """Run one touch point for one customer now, through Prefect."""
         from flows import clock
+        from flows.engine.intake import refuse_bad_data
         from flows.engine.launch import InProcessLauncher
         from flows.errors import NotFoundError, TouchpointsError
         from flows.store import audit
         from flows.store.tables import Customer
-
-        from flows.engine.intake import refuse_bad_data
 
         engine = _engine()
         tp = engine.touchpoint(name)

@@ -20,6 +20,7 @@ from jinja2 import UndefinedError
 from flows.config.contracts import FieldSpec, check_data, required_only
 from flows.config.diagnostics import Loc, Problem, did_you_mean, one_of
 from flows.config.fieldrefs import comparable, comparisons, data_references
+from flows.config.samples import sample_context, sample_event
 
 _MISSING = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined|no element '([^']+)'")
 
@@ -51,6 +52,50 @@ class Contracts:
                 if not spec.required:
                     out.setdefault(key, name)
         return out
+
+
+@dataclass
+class Contexts:
+    """The sample contexts at a place (examples in full, and with only their required
+    fields), and the event type each data root (``event``, ``trigger``,
+    ``steps.<id>.event``) holds there."""
+
+    full: dict[str, Any]
+    required: dict[str, Any]
+    scope: dict[str, str | None]
+
+    def seeing(self, event_type: str, contracts: Contracts,
+               examples: dict[str, dict[str, Any]]) -> Contexts:
+        """The same contexts where ``event`` is a sample ``event_type`` (a wait_for's match)."""
+        typed = contracts.typed.get(event_type, examples.get(event_type, {}))
+        required = contracts.required.get(event_type, typed)
+        return Contexts(full={**self.full, "event": sample_event(event_type, dict(typed))},
+                        required={**self.required,
+                                  "event": sample_event(event_type, dict(required))},
+                        scope={**self.scope, "event": event_type})
+
+
+def contexts_at(contracts: Contracts, *, examples: dict[str, dict[str, Any]],
+                company: dict[str, Any], touchpoint: str,
+                triggers: tuple[dict[str, Any], dict[str, Any]], trigger_type: str | None,
+                earlier: list[tuple[str, Any]]) -> Contexts:
+    """The contexts after the ``earlier`` steps, for the trigger in full and required-only."""
+    out = []
+    for trigger, typed in zip(triggers, (contracts.typed, contracts.required)):
+        results = {}
+        for step_id, step in earlier:
+            try:
+                results[step_id] = step.sample_result(typed or examples)
+            except Exception:  # noqa: BLE001 - a plugin's sample_result must not break the check
+                results[step_id] = {}
+        out.append(sample_context(company=company, trigger=trigger, touchpoint=touchpoint,
+                                  results=results))
+    scope: dict[str, str | None] = {"event": trigger_type, "trigger": trigger_type}
+    for step_id, result in out[0]["steps"].items():
+        received = result.get("event") if isinstance(result, dict) else None
+        if isinstance(received, dict):
+            scope[f"steps.{step_id}.event"] = received.get("type")
+    return Contexts(full=out[0], required=out[1], scope=scope)
 
 
 def declared_fields(config: Any, raw_events: dict[Any, Any]) -> dict[str, dict[str, FieldSpec]]:

@@ -17,7 +17,9 @@ from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, Undefin
 from pydantic import BaseModel
 
 from flows.config.contractcheck import (
+    Contexts,
     Contracts,
+    contexts_at,
     evaluate_strictly,
     field_problems,
     optional_problem,
@@ -32,7 +34,7 @@ from flows.config.diagnostics import (
     one_of,
 )
 from flows.config.parsing import Unparsed, iter_marked, step_lists
-from flows.config.samples import sample_context, sample_event, sample_trigger
+from flows.config.samples import sample_trigger
 from flows.errors import ExpressionError, TouchpointsError
 from flows.steps.base import StepConfig
 from flows.templating import (
@@ -59,15 +61,6 @@ class Catalogue:
     company: dict[str, Any]
     renderer: Renderer                    # the templates/ folder (compiled templates cached)
     contracts: Contracts = field(default_factory=Contracts)  # the events' fields: (typed examples)
-
-
-@dataclass
-class _Contexts:
-    """The sample contexts at a place, and the event type each data root holds there."""
-
-    full: dict[str, Any]
-    required: dict[str, Any]
-    scope: dict[str, str | None]
 
 
 @dataclass
@@ -141,45 +134,26 @@ class TouchPointChecker:
             else:
                 first[step_id] = place.loc
 
-    def _context(self, place: _Place) -> _Contexts | None:
+    def _context(self, place: _Place) -> Contexts | None:
         """The sample contexts at a step (the examples in full, and with only their required
         fields), or None when something it depends on did not parse (rendering then would
         only repeat that error)."""
         if self.trigger_event is None or any(isinstance(s, Unparsed) for _, s in place.earlier):
             return None
-        contracts = self.catalogue.contracts
-        out = []
-        for trigger, examples in ((self.trigger_event, contracts.typed),
-                                  (self.trigger_required, contracts.required)):
-            results = {}
-            for step_id, step in place.earlier:
-                try:
-                    results[step_id] = step.sample_result(examples or self.catalogue.examples)
-                except Exception:  # noqa: BLE001 - a plugin's sample_result must not break the check
-                    results[step_id] = {}
-            out.append(sample_context(company=self.catalogue.company, trigger=trigger,
-                                      touchpoint=str(self.name), results=results))
-        scope = {"event": self.trigger_type, "trigger": self.trigger_type}
-        for step_id, result in out[0]["steps"].items():
-            received = result.get("event") if isinstance(result, dict) else None
-            if isinstance(received, dict):
-                scope[f"steps.{step_id}.event"] = received.get("type")
-        return _Contexts(full=out[0], required=out[1], scope=scope)
+        return contexts_at(self.catalogue.contracts, examples=self.catalogue.examples,
+                           company=self.catalogue.company, touchpoint=str(self.name),
+                           triggers=(self.trigger_event, self.trigger_required),
+                           trigger_type=self.trigger_type, earlier=place.earlier)
 
     def _own_event(self, model: BaseModel, loc: Loc,
-                   context: _Contexts | None) -> _Contexts | None:
+                   context: Contexts | None) -> Contexts | None:
         """In a model naming an event (a wait_for's ``match``), ``event`` is that event."""
         own = next((v for _, m, v in iter_marked(model, loc) if m == "event"), None)
         if context is None or own is None or own == self.trigger_type:
             return context
-        contracts = self.catalogue.contracts
-        typed = contracts.typed.get(own, self.catalogue.examples.get(own, {}))
-        required = contracts.required.get(own, typed)
-        return _Contexts(full={**context.full, "event": sample_event(own, dict(typed))},
-                         required={**context.required, "event": sample_event(own, dict(required))},
-                         scope={**context.scope, "event": own})
+        return context.seeing(own, self.catalogue.contracts, self.catalogue.examples)
 
-    def _contract(self, loc: Loc, source: str, context: _Contexts | None, *,
+    def _contract(self, loc: Loc, source: str, context: Contexts | None, *,
                   expression: bool, label: str = "") -> bool:
         """Only declared fields, compared with constants of their type; False if not."""
         if context is None:
@@ -191,7 +165,7 @@ class TouchPointChecker:
 
     # ------------------------------------------------------------------ fields
     def _fields(self, model: BaseModel, loc: Loc, *, earlier: list[tuple[str, Any]],
-                context: _Contexts | None) -> None:
+                context: Contexts | None) -> None:
         ids = [step_id for step_id, _ in earlier]
         own = self._own_event(model, loc, context)
         for where, marker, value in iter_marked(model, loc):
@@ -253,14 +227,14 @@ class TouchPointChecker:
         self._add(loc, message, hint=hint)
 
     # ------------------------------------------------------------------ rendering
-    def _evaluate(self, loc: Loc, value: str, context: _Contexts | None) -> None:
+    def _evaluate(self, loc: Loc, value: str, context: Contexts | None) -> None:
         """Evaluate an expression on the sample data, as the engine will, when the event it
         sees has a contract (an example alone is only an illustration)."""
         if context is not None and context.scope.get("event") in self.catalogue.contracts.fields:
             self._both(loc, context, lambda ctx: evaluate_strictly(value, ctx), label="",
                        source=value, expression=True)
 
-    def _inline(self, loc: Loc, value: str, context: _Contexts | None) -> None:
+    def _inline(self, loc: Loc, value: str, context: Contexts | None) -> None:
         try:
             template = self.env.from_string(value)
         except TemplateSyntaxError as exc:
@@ -270,7 +244,7 @@ class TouchPointChecker:
         if context is not None:
             self._both(loc, context, template.render, label="", source=value)
 
-    def _both(self, loc: Loc, context: _Contexts, render, *, label: str, source: str,
+    def _both(self, loc: Loc, context: Contexts, render, *, label: str, source: str,
               expression: bool = False) -> None:
         """Render with the full examples, then (if that worked) with only the required
         fields: what fails only then uses an optional field without a guard."""
@@ -319,7 +293,7 @@ class TouchPointChecker:
             if self._contract(loc, source, context, expression=False, label=f"templates/{part}"):
                 self._file(loc, part, context, extra, source)
 
-    def _file(self, loc: Loc, part: str, context: _Contexts | None,
+    def _file(self, loc: Loc, part: str, context: Contexts | None,
               extra: dict[str, Any], source: str = "") -> None:
         try:
             template = self.env.get_template(part)

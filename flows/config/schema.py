@@ -11,9 +11,8 @@ satisfy; :func:`event_data_schemas` gives them on their own (the OpenAPI documen
 
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -60,7 +59,6 @@ def build_schema_for(path: str | Path | None) -> dict[str, Any]:
 
 def build_schema(config: Any = None) -> dict[str, Any]:
     """The schema; with ``config`` (a parsed file), its events' data schemas too."""
-    catalogue = config
     kinds = registry.kinds()
     configs = [kind.config for kind in kinds.values()]
     models = _reachable([ConfigFile, *configs])
@@ -78,8 +76,8 @@ def build_schema(config: Any = None) -> dict[str, Any]:
         "discriminator": {"propertyName": "kind",
                           "mapping": {n: f"#/$defs/{name_of(k.config)}" for n, k in kinds.items()}},
     }
-    for config in configs:
-        required = defs[name_of(config)].setdefault("required", [])
+    for step_config in configs:
+        required = defs[name_of(step_config)].setdefault("required", [])
         if "kind" not in required:
             required.insert(0, "kind")
     for model in models:
@@ -91,8 +89,8 @@ def build_schema(config: Any = None) -> dict[str, Any]:
     defs.pop("StepConfig", None)
     root = defs.pop(name_of(ConfigFile))
     root["title"] = "touchpoints.yaml"
-    if catalogue is not None:
-        _event_data(root, defs, catalogue)
+    if config is not None:
+        _event_data(root, defs, config)
     return {"$schema": SCHEMA_DIALECT, **root, "$defs": dict(sorted(defs.items()))}
 
 

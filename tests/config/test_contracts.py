@@ -2,10 +2,11 @@ from datetime import date, datetime
 
 import pytest
 
-from flows.config.contracts import FieldSpec, check_data
+from flows.config import check
+from flows.config.contracts import FieldSpec, check_data, data_schema, required_only, typed_event
 from flows.config.models import EventType
 from flows.errors import EventDataError
-
+from tests.config.support import HEADER, write_config
 
 FIELDS = {"eta": FieldSpec(type="datetime"), "regions": FieldSpec(type="list[string]"),
           "on": FieldSpec(type="date", required=False)}
@@ -41,9 +42,6 @@ def test_event_data_error_lists_fields():
 
 
 # ---------------------------------------------------------------------- `touchpoints check`
-from flows.config import check  # noqa: E402
-from flows.config.contracts import data_schema, required_only, typed_event  # noqa: E402
-from tests.config.support import HEADER, write_config  # noqa: E402
 
 CONTRACT_HEADER = HEADER.replace("""  outage.declared:
     description: The NOC declares an outage.
@@ -80,7 +78,7 @@ def _problems(tmp_path, touchpoints: str, templates: dict[str, str] | None = Non
 
 def test_an_unguarded_optional_field_in_a_template_is_an_error_with_its_line(tmp_path):
     template = "Hello\n{{ customer.first_name }}\nBack by {{ trigger.data.eta | localtime }}\n"
-    [(path, line, message, hint)] = _problems(
+    [(path, _, message, hint)] = _problems(
         tmp_path, _outage("{id: tell, kind: email, subject: Down, template: eta_note, "
                           "category: service}"),
         {"eta_note.txt": template, "eta_note.html": "<p>Sorry</p>\n"})
