@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     prefect_host: str = Field("127.0.0.1", description="Where the Prefect server that serve "
                               "starts listens (0.0.0.0 for workers on other machines).")
     batch_size: int = Field(500, description="Recipients handled by one Prefect task run.")
+    start_batch: int = Field(
+        50, description="Queued journey starts of one touch point (one customer each) that "
+        "share one Prefect flow run; 1 gives every start a run of its own.")
     wave_size: int = Field(
         1000, description="Members of a fan-out walked through the steps together: each wave "
         "is a unit of work of its own, run by whichever worker is free.")

@@ -62,6 +62,13 @@ def _task_run_name() -> str:
     return params.get("step_id", "step") + (f" #{batch + 1}" if batch else "")
 
 
+def _task_label(default: str) -> str:
+    from prefect.runtime import task_run
+
+    params = task_run.parameters or {}
+    return params.get("customer_id") or params.get("label") or default
+
+
 def _flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -84,6 +91,22 @@ def _acquire(touchpoint: str, unit_id: str) -> dict:
             return {"acquired": False}
         return {"acquired": True, "kind": unit.kind, "params": dict(unit.params or {}),
                 "journey_id": unit.journey_id, "label": unit.label}
+
+
+def _acquire_many(touchpoint: str, unit_ids: list[str]) -> list[dict]:
+    """Lease every start unit of a batch at once (they are renewed together by the run's
+    heartbeat), so a long batch never looks dead; units done or held elsewhere are left out."""
+    from flows.engine import units
+
+    owner = _owner()
+    with current_engine().store.session() as session:
+        held = []
+        for unit_id in unit_ids:
+            unit = units.acquire(session, unit_id, owner)
+            if unit is not None and unit.kind == "start":
+                held.append({"id": unit.id, "params": dict(unit.params or {}),
+                             "label": unit.label})
+        return held
 
 
 def _enter(touchpoint: str, event: dict, customer_id: str | None, unit_id: str | None = None,
@@ -219,6 +242,7 @@ def compile_touchpoint(touchpoint) -> Any:
     enter = make_task(_enter, "enter")
     resume = make_task(_resume, "resume")
     acquire = make_task(_acquire, "lease")
+    acquire_many = make_task(_acquire_many, "lease")
     split = make_task(_split, "re-drive")
     complete = make_task(_complete, "release")
     finish = make_task(_finish, "finish")
@@ -238,7 +262,8 @@ def compile_touchpoint(touchpoint) -> Any:
                                             retries=2, retry_delay_seconds=[2, 10])
         return step_tasks[step_id]
 
-    def run_list(steps: list, *, journey_id: str, wave: str, lane: str) -> None:
+    def run_list(steps: list, *, journey_id: str, wave: str, lane: str,
+                 inline: bool = False) -> None:
         engine = current_engine()
         for step in steps:
             with engine.store.session() as session:
@@ -247,25 +272,28 @@ def compile_touchpoint(touchpoint) -> Any:
                     return
             after, batch = 0, 0
             while True:
-                result = task_for(step.id)(name, step.id, journey_id, wave, lane, after, batch)
+                run_step = _step if inline else task_for(step.id)
+                result = run_step(name, step.id, journey_id, wave, lane, after, batch)
                 if result["count"] < batch_size:
                     break
                 after, batch = result["last"], batch + 1
             for arm, (_, arm_steps) in enumerate(step.children()):
-                run_list(arm_steps, journey_id=journey_id, wave=wave, lane=f"{lane}/{step.id}:{arm}")
+                run_list(arm_steps, journey_id=journey_id, wave=wave,
+                         lane=f"{lane}/{step.id}:{arm}", inline=inline)
 
-    def drive(wave: str, pointer: str | None, mode: str, journey_id: str) -> dict:
+    def drive(wave: str, pointer: str | None, mode: str, journey_id: str,
+              inline: bool = False) -> dict:
         from flows.engine.versions import for_journey
 
         engine = current_engine()
         with engine.store.read_session() as session:
             tp = for_journey(engine, session, journey_id).touchpoint
         if pointer is not None and find_path(tp.steps, pointer) is None:
-            return strand(name, journey_id, wave, pointer)
+            return (_strand if inline else strand)(name, journey_id, wave, pointer)
         chain = [(tp.steps, 0)] if pointer is None else continuation_chain(tp.steps, pointer, mode)
         for steps, start in chain:
-            run_list(steps[start:], journey_id=journey_id, wave=wave, lane="")
-        return finish(name, journey_id, wave)
+            run_list(steps[start:], journey_id=journey_id, wave=wave, lane="", inline=inline)
+        return (_finish if inline else finish)(name, journey_id, wave)
 
     def conclude(journey_id: str, summary: dict) -> dict:
         summary["journey_id"] = journey_id
@@ -274,9 +302,54 @@ def compile_touchpoint(touchpoint) -> Any:
         report(name, journey_id, summary)
         return summary
 
+    def start_one(touchpoint: str, unit_id: str, event: dict, customer_id: str | None,
+                  label: str) -> dict:
+        """One journey of a batch of starts, entered and walked up to its first wait inside
+        this one task (named after the customer): the batch costs one task run a journey."""
+        entered = _enter(touchpoint, event, customer_id, unit_id, label)
+        if entered["journey_id"] is None:
+            _complete(touchpoint, unit_id, f"not started: {entered['refused']}")
+            return {"customer_id": customer_id, "journey_id": None, "refused": entered["refused"]}
+        journey_id = entered["journey_id"]
+        part = drive(entered["wave"], None, "at", journey_id, inline=True)
+        if part.get("open") and served():
+            _schedule(touchpoint, journey_id)
+        return {"customer_id": customer_id, "journey_id": journey_id, **part}
+
+    start_task = make_task(start_one, "start",
+                           task_run_name=lambda: _task_label("start"))
+
+    def start_batch(unit_ids: list[str], label: str) -> dict:
+        """Several journey starts in one run: each customer is findable by the run's tags
+        (``customer:<id>``), its name and its artifact, which lists every journey."""
+        summary: dict[str, Any] = {"started": 0, "refused": [], "journeys": [], "open": 0,
+                                   "completed": 0}
+        for unit in acquire_many(name, unit_ids):
+            params = unit["params"]
+            result = start_task(name, unit["id"], params.get("event") or {},
+                                params.get("customer_id"), unit["label"])
+            if result["journey_id"] is None:
+                summary["refused"].append(f"{result['customer_id']}: {result['refused']}")
+                continue
+            summary["started"] += 1
+            summary["completed"] += result.get("completed", 0)
+            summary["open"] += result.get("open", 0)
+            summary["journeys"].append({"customer_id": result["customer_id"],
+                                        "journey_id": result["journey_id"],
+                                        "status": result.get("journey_status")})
+        summary["refused"] = "; ".join(summary["refused"])
+        report(name, None, summary)
+        return summary
+
     def journey(event: dict | None = None, customer_id: str | None = None,
                 journey_id: str | None = None, resume_at: str | None = None, mode: str = "after",
-                label: str = "", unit_id: str | None = None) -> dict:
+                label: str = "", unit_id: str | None = None,
+                unit_ids: list[str] | None = None) -> dict:
+        if unit_ids:
+            from flows.engine.units import Heartbeat
+
+            with Heartbeat(current_engine().store, _owner()):
+                return start_batch(unit_ids, label)
         if unit_id is None:
             return journey_body(event, customer_id, journey_id, resume_at, mode, label, None)
         from flows.engine.units import Heartbeat

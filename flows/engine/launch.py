@@ -24,6 +24,20 @@ def deployment_name(touchpoint: str) -> str:
     return f"{touchpoint}/{touchpoint}"
 
 
+def batch_label(touchpoint: str, customer_ids: list[str]) -> str:
+    """The run name of a batch of starts: how many, and the first and last customer."""
+    ids = [c for c in customer_ids if c]
+    span = f"{ids[0]} … {ids[-1]}" if len(ids) > 1 else (ids[0] if ids else "")
+    return f"{touchpoint} · {len(customer_ids)} customers ({span})"
+
+
+def batch_key(unit_ids: list[str], attempt: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(unit_ids)).encode()).hexdigest()[:32]
+    return f"batch:{digest}" + (f":{attempt}" if attempt else "")
+
+
 def _key(prefix: str, unit_id: str | None, fallback: str, attempt: int) -> str:
     base = f"{prefix}:{unit_id}" if unit_id else fallback
     return base if not attempt else f"{base}:{attempt}"
@@ -48,6 +62,16 @@ class InProcessLauncher:
               unit_id: str | None = None, attempt: int = 0) -> Any:
         result = self._run(touchpoint, customer_id, event=event, label=label, unit_id=unit_id)
         self.results.append({"touchpoint": touchpoint, "customer_id": customer_id, **(result or {})})
+        return result
+
+    def start_batch(self, touchpoint: str, *, unit_ids: list[str], customer_ids: list[str],
+                    attempt: int = 0) -> Any:
+        from prefect import tags
+
+        with tags(*run_tags(touchpoint, None), *[f"customer:{c}" for c in customer_ids if c]):
+            result = self._flow(touchpoint)(unit_ids=unit_ids,
+                                            label=batch_label(touchpoint, customer_ids))
+        self.results.append({"touchpoint": touchpoint, **(result or {})})
         return result
 
     def resume(self, touchpoint: str, *, journey_id: str, pointer: str, mode: str, label: str,
@@ -77,14 +101,25 @@ class DeploymentLauncher:
     once. A continuation becomes a run *scheduled* for its due time (Scheduled in the UI)."""
 
     def _run(self, touchpoint: str, *, parameters: dict, name: str, key: str,
-             customer_id: str | None, when: datetime | None = None) -> dict:
+             customer_id: str | None, when: datetime | None = None,
+             extra_tags: list[str] | None = None) -> dict:
         from prefect.deployments import run_deployment
 
         run = run_deployment(deployment_name(touchpoint), timeout=0, as_subflow=False,
                              parameters=parameters, flow_run_name=name, idempotency_key=key,
                              scheduled_time=clock.to_wall(when) if when else None,
-                             tags=run_tags(touchpoint, customer_id))
+                             tags=run_tags(touchpoint, customer_id) + (extra_tags or []))
         return {"flow_run_id": str(run.id)}
+
+    def start_batch(self, touchpoint: str, *, unit_ids: list[str], customer_ids: list[str],
+                    attempt: int = 0) -> dict:
+        """One run for several journey starts (one Prefect flow run costs about a second of
+        server time); every customer is a tag of the run."""
+        label = batch_label(touchpoint, customer_ids)
+        return self._run(touchpoint, customer_id=None, parameters={"unit_ids": unit_ids,
+                                                                   "label": label},
+                         name=f"{label} · {clock.now():%Y-%m-%d}", key=batch_key(unit_ids, attempt),
+                         extra_tags=[f"customer:{c}" for c in customer_ids if c])
 
     def start(self, touchpoint: str, *, event: dict, customer_id: str | None, label: str,
               unit_id: str | None = None, attempt: int = 0) -> dict:

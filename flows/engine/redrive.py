@@ -102,20 +102,48 @@ class UnitDriver:
                                    .order_by(WorkUnit.created_at).limit(limit)).all()
             todo = [_as_dict(r) for r in rows]
         launched = 0
+        live = []
         for unit in todo:
             if unit["attempts"] >= MAX_ATTEMPTS:
                 self._give_up(unit["id"], f"launched {unit['attempts']} times without finishing")
                 continue
-            outcome = launch_unit(self.launcher, unit) or {}
+            live.append(unit)
+        for group in self._batches(live):
+            if len(group) == 1:
+                outcome = launch_unit(self.launcher, group[0]) or {}
+            else:
+                outcome = self.launcher.start_batch(
+                    group[0]["touchpoint"], unit_ids=[u["id"] for u in group],
+                    customer_ids=[u["params"].get("customer_id") for u in group],
+                    attempt=max(u["attempts"] for u in group)) or {}
             with self.engine.store.session() as session:
-                session.execute(update(WorkUnit).where(WorkUnit.id == unit["id"],
+                session.execute(update(WorkUnit).where(WorkUnit.id.in_([u["id"] for u in group]),
                                                        WorkUnit.status == "queued")
                                 .values(status="launched", flow_run_id=outcome.get("flow_run_id"),
                                         launched_at=wall_now(), attempts=WorkUnit.attempts + 1,
                                         updated_at=wall_now())
                                 .execution_options(synchronize_session=False))
-            launched += 1
+            launched += len(group)
         return launched
+
+    def _batches(self, todo: list[dict]) -> list[list[dict]]:
+        """Starts of one-customer journeys of the same touch point share a run, up to
+        ``start_batch`` of them; everything else is a run of its own."""
+        size = max(1, self.engine.settings.start_batch)
+        groups: list[list[dict]] = []
+        open_batches: dict[str, list[dict]] = {}
+        for unit in todo:
+            tp = self.engine.config.touchpoints.get(unit["touchpoint"])
+            if (size == 1 or unit["kind"] != "start" or tp is None or tp.audience != "customer"
+                    or not hasattr(self.launcher, "start_batch")):
+                groups.append([unit])
+                continue
+            batch = open_batches.get(unit["touchpoint"])
+            if batch is None or len(batch) >= size:
+                batch = open_batches[unit["touchpoint"]] = []
+                groups.append(batch)
+            batch.append(unit)
+        return groups
 
     # ------------------------------------------------------------------ watching
     def watch(self) -> int:

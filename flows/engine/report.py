@@ -39,6 +39,11 @@ def run_report(session, *, touchpoint: str, journey_id: str | None, flow_run_id:
         lines.append(f"Journey `{journey_id}`.")
     if summary.get("refused"):
         lines.append(f"Not started: {summary['refused']}.")
+    if summary.get("journeys"):  # a batch of starts: every customer of the run, findable here
+        lines += ["", f"## Journeys started in this run ({len(summary['journeys'])})", "",
+                  "| customer_id | journey | status |", "| --- | --- | --- |"]
+        lines += [f"| {j['customer_id']} | `{j['journey_id']}` | {j.get('status') or ''} |"
+                  for j in summary["journeys"]]
     counts = Counter(r.action for r in rows)
     if counts:
         lines += ["", "| action | count |", "| --- | ---: |"]
