@@ -53,11 +53,16 @@ def register(app: typer.Typer) -> None:
     def list_(to: str | None = typer.Option(None, "--to", help="Only mail to addresses containing this."),
               limit: int = typer.Option(50, "--limit", "-n", min=0, help="Show the newest N (0: all)."),
               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """List caught mail, oldest first (the newest is at the bottom)."""
+        """List caught mail, oldest first (the newest is at the bottom). With --json: an object
+        with ``messages``, ``total`` (how many match), ``shown`` and ``truncated``."""
         settings, mailbox = _mailbox()
-        rows = mailbox.list(limit=limit or None, to=to)
+        matching = mailbox.list(to=to)
+        rows = matching[-limit:] if limit else matching
+        truncated = len(rows) < len(matching)
         if as_json:
-            out.print_json(json.dumps([row.as_dict() for row in rows]))
+            out.print_json(json.dumps({"messages": [row.as_dict() for row in rows],
+                                       "total": len(matching), "shown": len(rows),
+                                       "truncated": truncated, "limit": limit or None}))
             return
         if not rows:
             out.print("no caught mail" + (f" to {to}" if to else "") + f" in {mailbox.dir}", markup=False)
@@ -73,6 +78,9 @@ def register(app: typer.Typer) -> None:
             table.add_row(row.id, row.received_at[:19].replace("T", " "),
                           terminal_safe(", ".join(row.to)), terminal_safe(row.subject))
         out.print(table, markup=False)
+        if truncated:
+            out.print(f"showing the newest {len(rows)} of {len(matching)}: --limit 0 shows them all",
+                      markup=False)
         out.print("show one with: touchpoints mail show ID", style="dim", markup=False)
 
     @mail.command("show")

@@ -49,6 +49,15 @@ class _Thread(threading.Thread):
             self.error = exc
 
 
+def prefect_first_start_note(settings) -> str:
+    """What to add to "starting the Prefect server": only an embedded server whose database
+    does not exist yet has to create and migrate it (which takes a while)."""
+    if settings.prefect_database_url or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        return ""
+    database = settings.prefect_home / "prefect.db"  # where an embedded Prefect server keeps it
+    return "" if database.exists() else " (first start: it creates and migrates its database)"
+
+
 class Supervisor:
     def __init__(self, settings: Settings, *, say=print, roles: str | None = None) -> None:
         from flows.service.topology import topology
@@ -94,7 +103,8 @@ class Supervisor:
         self.children.append(server)
         host = self.settings.prefect_host
         api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/api"
-        self.say(f"starting the Prefect server on {self.settings.prefect_host}:{port} (first start migrates its database)…")
+        self.say(f"starting the Prefect server on {self.settings.prefect_host}:{port}"
+                 f"{prefect_first_start_note(self.settings)}…")
         if not wait_http(f"{api}/health", timeout=180, alive=server.alive):
             raise ServiceError("the Prefect server did not start", hint=f"see {server.log}:\n{server.tail()}")
         return api

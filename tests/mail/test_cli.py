@@ -69,10 +69,25 @@ def test_mail_list_json_filters_by_recipient(tp, catcher):
             message(to=("Zoe", "zoe@example.com"), subject="Only Zoe", key="b"))
     run = tp("mail", "list", "--to", "zoe@", "--json")
     assert run.code == 0, run.err
-    rows = json.loads(run.out)
+    listed = json.loads(run.out)
+    rows = listed["messages"]
     assert [(r["to"], r["subject"], r["mail_from"]) for r in rows] == [
         (["zoe@example.com"], "Only Zoe", "hello@northwind.example")]
     assert set(rows[0]) == {"id", "received_at", "mail_from", "to", "subject", "message_id"}
+    assert (listed["total"], listed["shown"], listed["truncated"]) == (1, 1, False)
+
+
+def test_mail_list_says_when_it_shows_only_the_newest_and_how_many_there_are(tp, catcher):
+    deliver(catcher.url, *[message(subject=f"Message {n}", key=f"k{n}") for n in range(3)])
+
+    listed = json.loads(tp("mail", "list", "--limit", "2", "--json").out)
+    table = tp("mail", "list", "--limit", "2").out
+    everything = json.loads(tp("mail", "list", "--limit", "0", "--json").out)
+
+    assert [r["subject"] for r in listed["messages"]] == ["Message 1", "Message 2"]
+    assert (listed["total"], listed["shown"], listed["truncated"]) == (3, 2, True)
+    assert "showing the newest 2 of 3: --limit 0 shows them all" in table
+    assert (everything["shown"], everything["truncated"]) == (3, False)
 
 
 def test_mail_list_says_so_when_nothing_was_caught(tp, catcher_settings):

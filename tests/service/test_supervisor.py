@@ -1,0 +1,28 @@
+"""What `touchpoints serve` says while it starts."""
+
+from __future__ import annotations
+
+
+def test_only_the_first_start_of_an_embedded_prefect_server_says_it_migrates_its_database(
+        tmp_path, monkeypatch):
+    from flows.service.supervisor import prefect_first_start_note
+    from flows.settings import Settings
+
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    settings = Settings(data_dir=tmp_path / "data", secret_key="test")
+    first = prefect_first_start_note(settings)
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    (settings.prefect_home / "prefect.db").write_bytes(b"")  # the server made its database
+
+    assert "migrates its database" in first
+    assert prefect_first_start_note(settings) == ""
+
+
+def test_a_prefect_server_on_its_own_database_server_is_not_said_to_migrate(tmp_path):
+    from flows.service.supervisor import prefect_first_start_note
+    from flows.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", secret_key="test",
+                        prefect_database_url="postgresql://prefect@127.0.0.1/prefect")
+
+    assert prefect_first_start_note(settings) == ""
