@@ -48,9 +48,9 @@ LOOP_FILTER = "_touchpoints_loop"
 #: macros calling macros (a macro that calls itself, in the end)
 MAX_CALL_DEPTH = 40
 
-_HINT = ("templates and expressions may build texts up to {:,} characters, numbers up to {:,} "
-         "digits and {:,} loop steps per message; make the value smaller, or compute it before "
-         "it reaches the touch point").format(MAX_TEXT, MAX_INT_BITS * 3 // 10, MAX_LOOPS)
+_HINT = (f"templates and expressions may build texts up to {MAX_TEXT:,} characters, numbers up "
+         f"to {MAX_INT_BITS * 3 // 10:,} digits and {MAX_LOOPS:,} loop steps per message; make "
+         f"the value smaller, or compute it before it reaches the touch point")
 
 
 _RECURSION_HINT = ("remove the include or macro call that leads back to the same template or "
@@ -130,9 +130,10 @@ def _int(value: Any) -> int:
 
 # ---------------------------------------------------------------------- operators
 def _power(base: Any, exponent: Any) -> None:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        if exponent * (abs(base).bit_length() - 1) > MAX_INT_BITS or exponent > MAX_INT_BITS:
-            raise refuse(f"{base} ** {exponent} is a number of more than "
+    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1
+            and (exponent * (abs(base).bit_length() - 1) > MAX_INT_BITS
+                 or exponent > MAX_INT_BITS)):
+        raise refuse(f"{base} ** {exponent} is a number of more than "
                          f"{MAX_INT_BITS * 3 // 10:,} digits")
 
 
@@ -299,7 +300,7 @@ def count_loops(tree: Any) -> Any:
 class _BoundedCodeGenerator(CodeGenerator):
     """Every ``~`` measures what it joins."""
 
-    def visit_Concat(self, node, frame):  # noqa: N802 - jinja's visitor names
+    def visit_Concat(self, node, frame):  # jinja's visitor name
         self.write("environment.bounded_join(context.eval_ctx, (")
         for arg in node.nodes:
             self.visit(arg, frame)
@@ -412,26 +413,26 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         _str_format(value.__self__)
         return wrapped
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        self = __self
-        if isinstance(__obj, Macro):
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(obj, Macro):
             budget = _budget.get()
             if budget is not None:
                 budget.depth += 1
                 try:
                     if budget.depth > MAX_CALL_DEPTH:
-                        raise refuse(f"macro {__obj.name!r} calls macros more than "
-                                     f"{MAX_CALL_DEPTH} deep (does it call itself?)", _RECURSION_HINT)
-                    return checked(super().call(__context, __obj, *args, **kwargs),
-                                   f"macro {__obj.name!r}")
+                        raise refuse(f"macro {obj.name!r} calls macros more than "
+                                     f"{MAX_CALL_DEPTH} deep (does it call itself?)",
+                                     _RECURSION_HINT)
+                    return checked(super().call(context, obj, *args, **kwargs),
+                                   f"macro {obj.name!r}")
                 finally:
                     budget.depth -= 1
-        owner = getattr(__obj, "__self__", None)
+        owner = getattr(obj, "__self__", None)
         if isinstance(owner, str) and not isinstance(owner, type):
-            _text_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
-            if getattr(__obj, "__name__", "") == "join" and args:
+            _text_method(owner, getattr(obj, "__name__", ""), args, kwargs)
+            if getattr(obj, "__name__", "") == "join" and args:
                 args = (_join_items(args[0]), *args[1:])
-        return checked(super().call(__context, __obj, *args, **kwargs), "the call's result")
+        return checked(super().call(context, obj, *args, **kwargs), "the call's result")
 
 
-__all__ = ["BoundedEnvironment", "LimitError", "MAX_TEXT", "render_budget", "Markup"]
+__all__ = ["MAX_TEXT", "BoundedEnvironment", "LimitError", "Markup", "render_budget"]

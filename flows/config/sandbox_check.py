@@ -69,9 +69,10 @@ def _attribute_filters(tree: nodes.Template) -> Iterator[tuple[nodes.Node, str]]
     """Attribute names given to filters as constants: ``attr('x')``, ``selectattr('x')``,
     ``rejectattr('x')`` and any ``attribute='a.b'``."""
     for node in tree.find_all(nodes.Filter):
-        if node.name in ("attr", "selectattr", "rejectattr") and node.args:
-            if isinstance(node.args[0], nodes.Const) and isinstance(node.args[0].value, str):
-                yield node, node.args[0].value
+        first = node.args[0] if node.args else None
+        if (node.name in ("attr", "selectattr", "rejectattr") and isinstance(first, nodes.Const)
+                and isinstance(first.value, str)):
+            yield node, first.value
         for pair in node.kwargs:
             if pair.key == "attribute" and isinstance(pair.value, nodes.Const) \
                     and isinstance(pair.value.value, str):

@@ -136,8 +136,8 @@ def report_message(engine, *, to: str, touchpoint: str, count: int, total: int,
 
     d = engine.config.defaults
     period = f"since the last report at {since:%Y-%m-%d %H:%M} UTC" if since else "so far"
-    lines = [f"{count} member(s) of the touch point {touchpoint} failed {period} "
-             f"({total} in all).", "",
+    lines = [(f"{count} member(s) of the touch point {touchpoint} failed {period} "
+              f"({total} in all)."), "",
              f"Latest failures, at step {detail.get('step', '?')}:"]
     lines += [f"  {e.get('customer_id')}: {e.get('reason')}" for e in detail.get("examples", [])]
     lines += ["", "Once the cause is fixed, run them again with:",

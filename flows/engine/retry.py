@@ -79,12 +79,12 @@ def retry_failed(engine, touchpoint: str, *, customer_id: str | None = None,
             if journey.status == "done":  # every member had ended: it is open again
                 journey.status, journey.ended_at = "active", None
             for member in members:
-                audits.append(dict(action="journey.retried", result="queued", actor=actor,
-                                   touchpoint=tp.name, customer_id=member.customer_id,
-                                   journey_id=jid, at=now, step=pointer,
-                                   reason=f"{'at' if mode == 'at' else 'after'} step {pointer}; "
-                                          f"it had failed: {member.reason or '?'}"[:500],
-                                   detail={"pointer": pointer, "mode": mode}))
+                audits.append({"action": "journey.retried", "result": "queued", "actor": actor,
+                               "touchpoint": tp.name, "customer_id": member.customer_id,
+                               "journey_id": jid, "at": now, "step": pointer,
+                               "reason": f"{'at' if mode == 'at' else 'after'} step {pointer}; "
+                                         f"it had failed: {member.reason or '?'}"[:500],
+                               "detail": {"pointer": pointer, "mode": mode}})
                 member.status, member.pointer, member.resume_mode = "waiting", pointer, mode
                 member.due_at, member.wave, member.lane = now, None, ""
                 member.reason, member.updated_at = "retry requested", now
