@@ -112,8 +112,10 @@ def declared_fields(config: Any, raw_events: dict[Any, Any]) -> dict[str, dict[s
         for key, value in specs.items():
             try:
                 parsed[str(key)] = FieldSpec.model_validate(value)
-            except ValueError:
-                continue
+            except ValueError:  # reported where it is; still a declared field, of no type
+                required = value.get("required") if isinstance(value, dict) else None
+                parsed[str(key)] = FieldSpec.model_construct(
+                    type="object", required=required if isinstance(required, bool) else True)
         out[str(name)] = parsed
     return out
 

@@ -210,3 +210,14 @@ def test_values_arrive_typed_in_templates_and_expressions_at_run_time():
     assert evaluate("(trigger.data.due_date - trigger.data.issued_on).days", ctx) == 14
     assert evaluate("steps.await_payment_problem.event.data.retry_on.isoweekday()", ctx) == 2
     assert trigger["data"]["due_date"] == "2026-12-15"  # what was stored is not changed
+
+
+def test_a_field_with_an_unknown_type_is_one_error_at_its_type_and_no_cascade(tmp_path):
+    header = CONTRACT_HEADER.replace('eta: {type: datetime, required: false}',
+                                     'eta: {type: float, required: false}')
+    path = write_config(tmp_path, _outage(
+        '{id: tell_noc, kind: handoff, team: install, title: "{{ trigger.data.eta }}"}'),
+        header=header)
+    [diagnostic] = check(path)
+    assert diagnostic.path == "events['outage.declared'].fields.eta.type"
+    assert "unknown field type 'float'" in diagnostic.message
