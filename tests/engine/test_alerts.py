@@ -120,3 +120,15 @@ def test_without_an_operations_address_nothing_is_sent(ops_engine, clock, smtp_s
     clock.advance(hours=2)
     monkeypatch.setattr(ops_engine.config.defaults, "operations", OPS)
     assert [r["count"] for r in flush_due(ops_engine, now=clock.now + timedelta(0))] == [1]
+
+
+def test_the_operations_address_is_checked_with_the_file(tmp_path):
+    from flows.config import check, load_config
+    from tests.config.support import HEADER, WELCOME, write_config
+
+    good = HEADER.replace("  timezone: Europe/London\n",
+                          "  timezone: Europe/London\n  operations: ops@northwind.example\n")
+    assert load_config(write_config(tmp_path, WELCOME, header=good)).defaults.operations == OPS
+    bad = good.replace("ops@northwind.example", "the ops team")
+    [problem] = check(write_config(tmp_path, WELCOME, header=bad))
+    assert problem.path == "defaults.operations"
