@@ -216,8 +216,8 @@ def test_a_field_with_an_unknown_type_is_one_error_at_its_type_and_no_cascade(tm
     header = CONTRACT_HEADER.replace('eta: {type: datetime, required: false}',
                                      'eta: {type: float, required: false}')
     path = write_config(tmp_path, _outage(
-        '{id: tell_noc, kind: handoff, team: install, title: "{{ trigger.data.eta }}"}'),
-        header=header)
+        '{id: tell_noc, kind: handoff, team: install, '
+        'title: "{{ trigger.data.eta | default(\'soon\') }}"}'), header=header)
     [diagnostic] = check(path)
     assert diagnostic.path == "events['outage.declared'].fields.eta.type"
     assert "unknown field type 'float'" in diagnostic.message
