@@ -78,11 +78,17 @@ def test_a_handoff_preview_shows_the_due_time_from_the_sla_and_the_teams_own_con
     assert "lead@example.com" not in task_mail and "2 January" not in task_mail
 
 
-def test_a_handoff_owned_by_the_account_owner_is_previewed_with_that_owner(shipped):
-    review = messages(shipped, "renewal", "C-1006")["account_review"].text  # SLA 14d
+def test_a_handoff_owned_by_the_account_owner_is_previewed_with_that_owner_and_their_copy(
+        shipped):
+    from flows.engine.preview import preview
 
-    assert "owned by priya.shah@northwind.example" in review
-    assert "Due:       10:00 on Tuesday 8 December" in review
+    review = [m for m in preview(shipped, "renewal", customer(shipped, "C-1006"))
+              if m.step_id == "account_review"]  # SLA 14d
+
+    assert [m.to for m in review] == ["account-managers@northwind.example",
+                                      "priya.shah@northwind.example"]
+    assert "owned by priya.shah@northwind.example" in review[0].text
+    assert "Due:       10:00 on Tuesday 8 December" in review[0].text
 
 
 def test_a_branch_arm_is_previewed_with_results_that_make_its_own_condition_true(shipped):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -85,6 +85,10 @@ class _Walk:
         for step in steps:
             for spec in step.messages():
                 self.out.append(self.message(step, spec, results, path.removesuffix(" › ")))
+                owner = self.owner(step, spec)
+                if owner:  # a handoff with an owner emails them too, as the run does
+                    self.out.append(self.message(step, replace(spec, to=owner), results,
+                                                 path.removesuffix(" › ")))
             arms = step.children()
             conditions = [arm.if_ for arm in getattr(step, "when", [])]
             for index, (label, child) in enumerate(arms):
@@ -172,6 +176,14 @@ class _Walk:
         return PreviewMessage(step.id, path, to, rendered.subject, spec.category,
                               message.get_body(("plain",)).get_content(),
                               message.get_body(("html",)).get_content())
+
+    def owner(self, step, spec) -> str | None:
+        """The task owner a handoff's email also goes to (None: no task, or no owner)."""
+        task = spec.extra.get("task")
+        if not isinstance(task, dict) or not spec.to.startswith("team:"):
+            return None
+        owner = self.task(step, task).get("owner")
+        return owner if isinstance(owner, str) and "@" in owner else None
 
     def task(self, step, sample: dict) -> dict:
         """A handoff's task as the run would make it: due after the step's SLA or its team's,
