@@ -234,8 +234,8 @@ def _pre_filter(name: str, value: Any, args: tuple, kwargs: dict) -> tuple[Any, 
         _expect(_replaced(str(value), str(arg(0, "old", "")), str(arg(1, "new", ""))), "replace()")
     elif name == "format":
         _printf(str(value))
-    elif name in ("batch", "slice"):
-        value = _join_items(value)
+    elif name == "slice" or (name == "batch" and arg(1, "fill_with", None) is not None):
+        value = _join_items(value)  # slice() loops over its count, batch() pads to it
         _expect(max(_int(arg(0, "linecount" if name == "batch" else "slices", 1)), len(value)),
                 f"{name}()")
     elif name == "tojson":
