@@ -3,6 +3,8 @@ cause is fixed, through a queued resume unit; the operations address hears of th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -71,13 +73,16 @@ def test_a_failed_member_is_retried_from_its_step_once_fixed_and_gets_one_notice
 
 
 def test_a_retry_only_queues_the_units_when_the_service_is_to_run_them(
-        engine, emit, broken_for_zoe):
+        engine, emit, broken_for_zoe, smtp_server, capsys):
     emit("outage.declared", regions=["north"], outage_id="OUT-10")
     broken_for_zoe["fix"]()
-    result = retry_failed(engine, "outage", actor="test")
-    assert result.members == 1 and len(result.units) == 1
+    capsys.readouterr()
+    main(["retry", "outage", "--queue", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["members"] == 1 and len(result["units"]) == 1 and not result["ran_here"]
+    assert mail_to(smtp_server, ZOE) == []
     with engine.store.session() as session:
-        unit = session.get(WorkUnit, result.units[0])
+        unit = session.get(WorkUnit, result["units"][0])
         assert unit.status == "queued" and unit.kind == "resume"
         assert unit.params["mode"] == "after"
         member = session.scalar(select(Member).where(Member.customer_id == "C-1001"))
