@@ -74,6 +74,25 @@ def guard_clock(data_dir: Path) -> None:
 SURVEY_LINK = re.compile(r"(https?://[^\s\"'<>]+/s/[A-Za-z0-9_\-\.]+)")
 
 
+def describe_answer(answer: dict) -> str:
+    """What the intake did with an event, in words: started, woke, or skipped and why."""
+    def names(key: str) -> list[str]:
+        return [item if isinstance(item, str) else item.get("touchpoint") or item.get("journey_id", "?")
+                for item in answer.get(key) or []]
+
+    parts = []
+    if names("started"):
+        parts.append("started " + ", ".join(names("started")))
+    if names("resumed"):
+        parts.append("woke " + ", ".join(names("resumed")))
+    for item in answer.get("skipped") or []:
+        if isinstance(item, dict):
+            parts.append(f"skipped {item.get('touchpoint', '?')} ({item.get('reason', '')})")
+    if answer.get("duplicate"):
+        parts.append("a duplicate: nothing new")
+    return "; ".join(parts) or "started nothing (no touch point waits for it)"
+
+
 class Story:
     def __init__(self, *, web_url: str, api_key: str, mailbox, examples: dict[str, dict],
                  say=print, run_id: str | None = None) -> None:
@@ -110,8 +129,7 @@ class Story:
         if response.status_code >= 300:
             return self._failed(step, f"HTTP {response.status_code}: {response.text[:300]}")
         answer = response.json()
-        started = ", ".join(answer.get("started") or []) or "nothing new"
-        self.say(f"  → {step}: started {started}")
+        self.say(f"  → {step}: {describe_answer(answer)}")
         return answer
 
     def _failed(self, step: str, why: str) -> dict:

@@ -83,16 +83,19 @@ def docs_csp(html: str) -> str:
 
 
 def _serve_api_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the files the swagger-ui-bundle package ships: no CDN, so the
+    """Swagger UI at /docs from the files the fastapi-offline package ships: no CDN, so the
     docs work on a machine with no internet, under a CSP that allows only this app's assets."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from swagger_ui_bundle import swagger_ui_path
+    from importlib.resources import files
 
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    # Swagger UI 5 (it reads OpenAPI 3.1, which FastAPI writes), as fastapi-offline ships it
+    assets = str(files("fastapi_offline") / "static")
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
     page = get_swagger_ui_html(openapi_url="/openapi.json", title="Touchpoints API",
                                swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                swagger_css_url="/docs-assets/swagger-ui.css",
-                               swagger_favicon_url="/docs-assets/favicon-32x32.png",
+                               swagger_favicon_url="/docs-assets/favicon.png",
                                swagger_ui_parameters={"validatorUrl": None})
     html = bytes(page.body).decode()
     csp = docs_csp(html)

@@ -65,6 +65,16 @@ def test_serve_on_a_real_store_in_real_time_is_fine(tmp_path, no_clock):
     guard_clock(tmp_path)
 
 
+def test_the_story_says_what_the_intake_did_with_each_event():
+    from flows.service.demo import describe_answer
+
+    assert describe_answer({"started": ["sale"]}) == "started sale"
+    assert describe_answer({"resumed": ["j-1"], "skipped": [
+        {"touchpoint": "install", "reason": "entry rule after_end"}]}) == \
+        "woke j-1; skipped install (entry rule after_end)"
+    assert describe_answer({}) == "started nothing (no touch point waits for it)"
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_the_demo_prints_its_urls_first_plays_every_step_and_keeps_its_clock(tmp_path):
@@ -76,7 +86,7 @@ def test_the_demo_prints_its_urls_first_plays_every_step_and_keeps_its_clock(tmp
                 "TOUCHPOINTS_BASE_URL": f"http://127.0.0.1:{port}",
                 "TOUCHPOINTS_CATCHER_PORT": str(free_port()),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    done = subprocess.run([sys.executable, "-m", "flows", "demo", "--speed", "20000",
+    done = subprocess.run([sys.executable, "-m", "flows", "demo",
                            "--exit-after-story"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=560)
     output = done.stdout + done.stderr
@@ -84,7 +94,7 @@ def test_the_demo_prints_its_urls_first_plays_every_step_and_keeps_its_clock(tmp
     assert output.index("Touchpoints is running") < output.index("playing the story")
     assert "story: all" in output and "failed" not in output.split("playing the story")[1], output
     demo = tmp_path / "data" / "demo"
-    assert json.loads((demo / CLOCK_FILE).read_text())["speed"] == 20000
+    assert json.loads((demo / CLOCK_FILE).read_text())["speed"] == 4320
     assert (demo / "touchpoints.db").exists() and not (tmp_path / "data" / "touchpoints.db").exists()
 
     refused = subprocess.run([sys.executable, "-m", "flows", "serve"], cwd=REPO,

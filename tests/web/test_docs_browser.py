@@ -20,6 +20,6 @@ def test_the_swagger_ui_renders_under_its_csp_with_no_violation(server, browser)
     assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
     page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
     assert "Touchpoints" in page.locator(".swagger-ui .info .title").inner_text()
-    page.wait_for_selector("text=/api/events")
+    page.get_by_text("/api/events", exact=True).first.wait_for(timeout=15000)
     assert problems == []
     context.close()
