@@ -128,6 +128,41 @@ def test_after_a_sigkill_and_a_restart_waiting_journeys_fire_and_nothing_is_sent
     assert again["duplicate"] is True
 
 
+def test_an_event_accepted_just_before_a_kill_starts_its_journey_after_the_restart(service):
+    service.post_event("ping", "T-3", event_id="accepted-then-killed")  # 202: it is stored
+    service.kill()
+    service.start()
+
+    service.wait_for_mail(both(to("alan@example.com"), subject("First hello")), timeout=150)
+    assert len([m for m in service.mail() if "alan@example.com" in m["to"]]) == 1
+
+
+def test_a_thousand_concurrent_posts_of_one_event_start_one_journey_and_never_a_500(service):
+    from collections import Counter
+
+    event = {"id": "one-event-many-posts", "type": "ping", "customer_id": "T-4", "data": {}}
+    headers = {"Authorization": f"Bearer {service.info['api_key']}"}
+
+    async def post_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=service.web, limits=limits, timeout=120) as client:
+            return await asyncio.gather(*[client.post("/api/events", json=event, headers=headers)
+                                          for _ in range(1000)])
+
+    answers = asyncio.run(post_all())
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) <= {200, 202, 503}, codes
+    assert codes[200] + codes[202] >= 1
+    assert all("retry-after" in r.headers for r in answers if r.status_code == 503)
+    assert httpx.get(f"{service.web}/healthz", timeout=10).status_code == 200
+    service.wait_for_mail(both(to("katherine@example.com"), subject("First hello")), timeout=120)
+    time.sleep(3)
+    assert len([m for m in service.mail() if "katherine@example.com" in m["to"]
+                and "First hello" in m["subject"]]) == 1
+    journeys = json.loads(service.cli("journeys", "--customer", "T-4", "--json").stdout)
+    assert len([j for j in journeys if j["touchpoint"] == "ping"]) == 1, journeys
+
+
 def test_when_a_part_dies_serve_says_so_and_exits_non_zero(service):
     import os
     import signal
