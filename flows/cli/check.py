@@ -57,10 +57,12 @@ def schema_command(
                                "standard output.")] = None,
 ) -> None:
     """Print the JSON Schema of touchpoints.yaml (every registered step kind included)."""
-    from flows.config import build_schema
+    from flows.config.schema import build_schema_for
     from flows.errors import TouchpointsError
+    from flows.settings import get_settings
 
-    text = json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(build_schema_for(get_settings().config_file), indent=2,
+                      ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
         return
