@@ -105,7 +105,7 @@ def _mailbox_line(address: Address) -> str:
 class LiteralText(str):
     """A header value written as literal text: an encoded-word in it stays text when read back."""
 
-    def __new__(cls, name: str, value: str) -> "LiteralText":
+    def __new__(cls, name: str, value: str) -> LiteralText:
         self = super().__new__(cls, value)
         self.name = name
         self.defects: list = []
@@ -209,7 +209,7 @@ def mailbox(name: object, address: str) -> Address:
         raise ValueError(f"not an email address: {address!r}") from exc
 
 
-def as_address(value: "Address | str | tuple[str, str]") -> Address:
+def as_address(value: Address | str | tuple[str, str]) -> Address:
     """An ``Address`` from an ``Address``, a ``(name, address)`` pair (use the pair, or an
     ``Address``, for names from customer data) or a ``"Name <addr>"`` string from the config."""
     if isinstance(value, Address):
@@ -222,7 +222,7 @@ def as_address(value: "Address | str | tuple[str, str]") -> Address:
     return mailbox(name, address)
 
 
-def safe_address(value: "Address | str | tuple[str, str]") -> str:
+def safe_address(value: Address | str | tuple[str, str]) -> str:
     """``Name <addr>`` as written on the wire (encoded-words for anything but plain names)."""
     return _mailbox_line(as_address(value))
 

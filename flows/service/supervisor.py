@@ -154,7 +154,6 @@ class Supervisor:
     def _start_loops(self, engine) -> None:
         from flows.service.deployments import DeploymentLauncher
         from flows.service.housekeeping import Housekeeper
-
         from flows.service.lock import HousekeepingLock
 
         self.keeper = Housekeeper(engine, DeploymentLauncher())
@@ -277,7 +276,6 @@ class Supervisor:
     def start(self) -> ServiceState:
         from flows.cli.remote import ServiceInfo, find_service, write_service_info
         from flows.engine.core import current_engine
-
         from flows.service.demo import guard_clock
 
         guard_clock(self.settings.data_dir)

@@ -42,9 +42,9 @@ def test_the_preview_command_prints_each_message_with_its_recipient(engine, caps
 
 
 def test_the_run_command_runs_a_touch_point_for_one_customer_through_prefect(engine, smtp_server, capsys):
-    from flows.cli import main
-
     import json
+
+    from flows.cli import main
 
     invoice = dict(engine.config.event_types()["invoice.issued"].example, first=True)
     main(["run", "billing", "--customer", "C-1003", "--data", json.dumps(invoice)])
