@@ -74,7 +74,7 @@ def test_the_flow_run_and_its_step_tasks_are_visible_through_the_prefect_api(eng
     assert {"touchpoint:sale", "customer:C-1001"} <= set(run.tags)
     names = {t.name for t in tasks}
     assert {"enter", "welcome", "schedule_install", "settle_in", "finish", "report"} <= names
-    assert all("touchpoint:sale" in t.tags for t in tasks)
+    assert all(not t.tags for t in tasks)  # a tag would cost a lease round trip per task run
 
 
 def test_the_same_event_under_the_once_per_cycle_rule_sends_no_second_email(engine, emit, smtp_server):
