@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from flows import clock
 from flows.store.tables import AuditRow, Delivery, Journey, Member, Survey, Task
 
 DETRACTOR_LIMIT = 50
@@ -105,16 +106,26 @@ def detractors(session: Session, since=None, touchpoint=None) -> list[dict[str, 
             for tp, cid, score, comment, at, n in session.execute(q)]
 
 
-def teams(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
+def _pct(part, whole) -> float | None:
+    return round(100 * (part or 0) / whole, 1) if whole else None
+
+
+def teams(session: Session, since=None, touchpoint=None, now=None) -> dict[str, dict[str, Any]]:
+    """Per team: tasks, SLA compliance (of the tasks that are due or done: an open task not yet
+    due has missed nothing), median hours to acknowledge and complete, escalations."""
+    now = now or clock.now()
     where = [*_since(Task.created_at, since), *_tp(Task.touchpoint, touchpoint)]
-    q = (select(Task.team, func.count(),
-                func.sum(case((Task.acknowledged_at <= Task.due_at, 1), else_=0)),
-                func.sum(case((Task.completed_at <= Task.due_at, 1), else_=0)))
+    counted = and_(Task.status != "cancelled",
+                   (Task.due_at <= now) | Task.completed_at.is_not(None))
+    q = (select(Task.team, func.count(), func.sum(case((counted, 1), else_=0)),
+                func.sum(case((and_(counted, Task.acknowledged_at <= Task.due_at), 1), else_=0)),
+                func.sum(case((and_(counted, Task.completed_at <= Task.due_at), 1), else_=0)))
          .where(*where).group_by(Task.team))
     out: dict[str, dict[str, Any]] = {}
-    for team, n, ack, done in session.execute(q):
-        out[team] = {"created": n, "acknowledged_in_sla_pct": round(100 * (ack or 0) / n, 1),
-                     "completed_in_sla_pct": round(100 * (done or 0) / n, 1),
+    for team, n, due, ack, done in session.execute(q):
+        out[team] = {"created": n, "due": due or 0,
+                     "acknowledged_in_sla_pct": _pct(ack, due),
+                     "completed_in_sla_pct": _pct(done, due),
                      "median_ack_hours": None, "median_complete_hours": None, "escalations": {}}
     q = (select(Task.team, Task.escalation_level, func.count())
          .where(*where, Task.escalation_level > 0).group_by(Task.team, Task.escalation_level))
@@ -138,11 +149,20 @@ def teams(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, 
     return out
 
 
-def build(session: Session, *, since: datetime | None = None,
-          touchpoint: str | None = None) -> dict[str, Any]:
-    return {"since": since.isoformat() if since else None, "touchpoint": touchpoint,
+def build(session: Session, *, since: datetime | None = None, touchpoint: str | None = None,
+          config=None, now: datetime | None = None) -> dict[str, Any]:
+    """Every figure of the report; ``config`` (the loaded touchpoints.yaml) adds the outage and
+    maintenance section, whose steps it names."""
+    from flows.reports import outages, trends
+
+    now = now or clock.now()
+    data = {"since": since.isoformat() if since else None, "touchpoint": touchpoint,
+            "generated_at": now.isoformat(),
             "journeys": journeys(session, since, touchpoint),
             "emails": emails(session, since, touchpoint),
             "surveys": surveys(session, since, touchpoint),
             "detractors": detractors(session, since, touchpoint),
-            "teams": teams(session, since, touchpoint)}
+            "teams": teams(session, since, touchpoint, now),
+            "outages": outages.report(session, config, since, touchpoint) if config else {},
+            "trends": trends.build(session, since=since, touchpoint=touchpoint, now=now)}
+    return data
