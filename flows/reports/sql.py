@@ -18,7 +18,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class seconds_between(FunctionElement):  # noqa: N801 - an SQL function, named like one
+class seconds_between(FunctionElement):
     """Whole seconds from the first timestamp to the second (rounded)."""
 
     type = BigInteger()
@@ -39,7 +39,7 @@ def _seconds_postgresql(element, compiler, **kw):
             f"CAST({start} AS TIMESTAMP WITH TIME ZONE)))) AS BIGINT)")
 
 
-class week_start(FunctionElement):  # noqa: N801 - an SQL function, named like one
+class week_start(FunctionElement):
     """The Monday (UTC) of the ISO week a timestamp falls in."""
 
     type = Date()
