@@ -21,7 +21,7 @@ from flows.settings import Settings
 log = logging.getLogger("touchpoints.service")
 HOUSEKEEPING_SECONDS = 5.0
 #: how often queued units are launched and dead ones looked for
-DRIVE_SECONDS = 0.5
+DRIVE_SECONDS = 0.25
 #: the longest back-off after repeated failures of a loop (the loop never gives up)
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -80,7 +80,8 @@ class Supervisor:
         env = dict(os.environ)
         env["PREFECT_HOME"] = str(self.settings.prefect_home.resolve())
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")  # due runs start within seconds
+        env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")  # due runs start within a second
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")  # the same for pool workers
         env["TOUCHPOINTS_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env["TOUCHPOINTS_CONFIG_FILE"] = str(self.settings.config_file.resolve())
         if prefect_api:
