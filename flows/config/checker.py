@@ -24,7 +24,7 @@ from flows.config.sandbox_check import check_sandbox
 from flows.config.samples import company_sample
 from flows.config.triggers import Audience, Trigger
 from flows.config.validation import problems_from_error
-from flows.config.yamlload import load_yaml
+from flows.config.yamlload import YamlDocument, load_yaml
 from flows.errors import ConfigError
 from flows.templating import Renderer
 
@@ -69,7 +69,12 @@ def check_text(text: str, *, file: str, templates_dir: Path, full: bool = True) 
     """Check YAML source as if it were the file ``file`` with templates under ``templates_dir``.
     ``full=False`` is the fast parse for runs: the structure and steps only, without the
     references and template checks that `touchpoints check` and `serve` run."""
-    doc = load_yaml(text)
+    return check_document(load_yaml(text), file=file, templates_dir=templates_dir, full=full)
+
+
+def check_document(doc: YamlDocument, *, file: str, templates_dir: Path,
+                   full: bool = True) -> CheckResult:
+    """:func:`check_text` of YAML already read (``doc.positions`` may be empty)."""
     problems = list(doc.problems)
     config = None
     if not problems:

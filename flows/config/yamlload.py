@@ -154,10 +154,15 @@ class _Builder:
             self.doc.problems.append(Problem(loc, f"unexpected {_show_tag(str(node.tag))!r} value"))
             return None
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.constructor.construct_object(node, deep=True)
         except (YAMLError, ValueError, OverflowError) as exc:
             self.doc.problems.append(Problem(loc, f"cannot read this value: {exc}"))
             return None
+        if node.style == ">" and isinstance(value, str):
+            # the round-trip scanner marks each fold of a folded scalar with "\a" (a character
+            # YAML text cannot hold): the text itself is without them
+            value = value.replace("\a", "")
+        return value
 
     def _mapping(self, node: MappingNode, loc: Loc) -> dict:
         out: dict[Any, Any] = {}
