@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime
 from typing import Annotated
@@ -26,60 +24,17 @@ def _since(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def to_csv(data: dict) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["section", "name", "step", "figure", "value"])
-    for tp, entry in data["journeys"].items():
-        for key in ("started", "goals"):
-            writer.writerow(["journeys", tp, "", key, entry[key]])
-        for reason, n in entry["exits"].items():
-            writer.writerow(["journeys", tp, "", f"exit: {reason}", n])
-    for tp, steps in data["emails"].items():
-        for step, statuses in steps.items():
-            for status, reasons in statuses.items():
-                for reason, n in reasons.items():
-                    writer.writerow(["emails", tp, step, f"{status} {reason}".strip(), n])
-    for tp, steps in data["surveys"].items():
-        for step, figure in steps.items():
-            for key, value in figure.items():
-                writer.writerow(["surveys", tp, step, key, value])
-    for team, figure in data["teams"].items():
-        for key, value in figure.items():
-            writer.writerow(["teams", team, "", key,
-                             json.dumps(value) if isinstance(value, dict) else value])
-    return buffer.getvalue()
+def _config():
+    """touchpoints.yaml names the outage steps; a file that does not load leaves that section
+    out (``touchpoints check`` says what is wrong) rather than the whole report."""
+    from flows.config import load_config_fast
+    from flows.errors import TouchpointsError
 
-
-def to_text(data: dict) -> str:
-    lines = ["Touch points"]
-    for tp, entry in sorted(data["journeys"].items()):
-        exits = ", ".join(f"{r}: {n}" for r, n in entry["exits"].items()) or "none"
-        lines.append(f"  {tp}: {entry['started']} started, {entry['by_status'].get('done', 0)} "
-                     f"completed, {entry['goals']} goals reached; exits: {exits}")
-    lines.append("Emails")
-    for tp, steps in sorted(data["emails"].items()):
-        for step, statuses in steps.items():
-            parts = [f"{status} {sum(r.values())}" for status, r in statuses.items()]
-            lines.append(f"  {tp}/{step}: " + ", ".join(parts))
-    lines.append("Surveys")
-    for tp, steps in sorted(data["surveys"].items()):
-        for step, f in steps.items():
-            score = (f"NPS {f['nps']}" if "nps" in f else f"CSAT {f.get('csat')}%")
-            lines.append(f"  {tp}/{step}: {score} (n={f['answered']}), response rate "
-                         f"{f['response_rate']}%")
-    lines.append("Detractors")
-    for d in data["detractors"]:
-        lines.append(f"  {d['customer_id']} ({d['touchpoint']}) scored {d['score']}: "
-                     f"{d['comment'] or '-'}; follow-up {'done' if d['follow_up_done'] else 'open'}")
-    lines.append("Teams")
-    for team, f in sorted(data["teams"].items()):
-        lines.append(f"  {team}: {f['created']} tasks, acknowledged in SLA "
-                     f"{f['acknowledged_in_sla_pct']}%, completed in SLA "
-                     f"{f['completed_in_sla_pct']}%, median ack {f['median_ack_hours']}h, "
-                     f"median complete {f['median_complete_hours']}h, escalations "
-                     f"{f['escalations'] or 'none'}")
-    return "\n".join(lines)
+    try:
+        return load_config_fast(settings().config_file)
+    except TouchpointsError as exc:
+        typer.echo(f"warning: no outage figures: {exc.message}", err=True)
+        return None
 
 
 def register(app: typer.Typer) -> None:
@@ -90,15 +45,18 @@ def register(app: typer.Typer) -> None:
         touchpoint: Annotated[str | None, typer.Option(
             "--touchpoint", "-t", help="Only this touch point.")] = None,
     ) -> None:
-        """How are we doing? Journeys, emails, NPS/CSAT, detractors and team SLAs."""
+        """How are we doing? Journeys, emails, NPS/CSAT, detractors, team SLAs, outage notices and
+        weekly trends."""
         from flows.errors import TouchpointsError
+        from flows.reports.formats import to_csv, to_text
         from flows.reports.queries import build
         from flows.store.db import open_store
 
         if fmt not in ("text", "json", "csv"):
             raise TouchpointsError(f"unknown --format {fmt!r}", hint="use text, json or csv")
+        config = _config()
         with open_store(settings()).read_session() as session:
-            data = build(session, since=_since(since), touchpoint=touchpoint)
+            data = build(session, since=_since(since), touchpoint=touchpoint, config=config)
         if fmt == "json":
             out.print_json(json.dumps(data, ensure_ascii=False))
         elif fmt == "csv":

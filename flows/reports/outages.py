@@ -176,12 +176,12 @@ def kind_report(session: Session, name: str, spec: Spec, since=None) -> dict[str
     updates_sent = 0
     for tp, steps in spec.updates:
         for iid, _customers, sent, most in _updates(session, kind, tp, steps, since):
-            updates_sent += sent or 0
+            sent, most = int(sent or 0), int(most or 0)  # PostgreSQL sums bigints as numeric
+            updates_sent += sent
             entry = incidents.get(iid)
             if entry is not None:
-                entry["updates_sent"] += sent or 0
-                entry["max_updates_per_customer"] = max(entry["max_updates_per_customer"],
-                                                        most or 0)
+                entry["updates_sent"] += sent
+                entry["max_updates_per_customer"] = max(entry["max_updates_per_customer"], most)
     told = sum(e["notified"] for e in incidents.values())
     total = {"incidents": len(incidents), "customers_notified": told,
              "notice": latency(merged(e["notice"] for e in incidents.values())),

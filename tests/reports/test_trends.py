@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -73,6 +74,7 @@ def test_figures_fall_in_the_iso_week_of_their_moment(store):
                                  "completed_in_sla_pct": 50.0}
     assert field["2026-W49"] == {"created": 2, "due": 1, "acknowledged_in_sla_pct": 0.0,
                                  "completed_in_sla_pct": 0.0}
+    json.dumps(data)
 
 
 def test_since_and_touchpoint_narrow_the_trends(store):
