@@ -170,6 +170,8 @@ def register(app: typer.Typer) -> None:
         for m in messages:
             out.rule(escape(f"{m.step_id}" + (f"  ({m.path})" if m.path else "")))
             out.print(f"To: {m.to}\nSubject: {m.subject}\nCategory: {m.category}\n", markup=False)
+            if m.note:
+                out.print(f"Note: {m.note}\n", markup=False)
             if m.error:
                 out.print(f"[red]cannot render:[/] {escape(m.error)}")
             else:

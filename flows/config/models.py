@@ -31,6 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.config.diagnostics import did_you_mean, one_of
 from flows.config.parsing import parse_steps
+from flows.config.policy import ContactRule, Share, policy_problems
 from flows.config.triggers import (
     Audience,
     CountTrigger,
@@ -53,6 +54,7 @@ __all__ = [
     "Audience",
     "Category",
     "ConfigFile",
+    "ContactRule",
     "CountTrigger",
     "DateTrigger",
     "Defaults",
@@ -160,6 +162,10 @@ class Defaults(BaseModel):
     operations: EmailAddress | None = Field(
         None, description="Where failure reports go: at most one email per touch point per "
                           "hour, with the count of members that failed since the last one.")
+    contact_policy: list[ContactRule] = Field(
+        default_factory=list,
+        description="Caps on the non-transactional email one customer gets across every "
+                    "touch point, e.g. [{max: 2, per: 7d}]; checked at send time.")
 
     @property
     def company_name(self) -> str:
@@ -247,6 +253,10 @@ class TouchPoint(BaseModel):
     entry: Entry = Field(default_factory=Entry)
     steps: Annotated[list[StepConfig], Marker("steps")]
     enabled: bool = True
+    holdout: Share | None = Field(
+        None, description="A share of the entrants (e.g. 10%) kept as a control group: they "
+                          "walk the journey but get none of its non-transactional customer "
+                          "email, so the report can compare them with the rest.")
 
     _name: str = PrivateAttr("")
 
@@ -296,6 +306,16 @@ class ConfigFile(BaseModel):
     teams: dict[Name, Team] = Field(default_factory=dict)
     events: dict[EventName, EventType] = Field(default_factory=dict)
     touchpoints: dict[Name, TouchPoint] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _policy_categories(self) -> ConfigFile:
+        problems = policy_problems(self.defaults.contact_policy, self.categories)
+        if problems:
+            raise ValidationError.from_exception_data("contact_policy", [InitErrorDetails(
+                type=PydanticCustomError("policy_error", "{message}", {"message": message}),
+                loc=("defaults", "contact_policy", *loc), input=None)
+                for loc, message in problems])
+        return self
 
     @model_validator(mode="after")
     def _name_touchpoints(self) -> ConfigFile:

@@ -54,6 +54,11 @@ class EngineContext:
     actor: str = "system"
     #: the templates of the journey's version (None: the engine's, the current ones)
     renderer: Any = None
+    #: the batch's customers and its control-group ones (flows/engine/contact_policy.py reads
+    #: the ledger once for all of them; flows/engine/holdouts.py)
+    customer_ids: tuple[str, ...] = ()
+    holdouts: frozenset[str] = frozenset()
+    contacts: Any = field(default=None, repr=False)
     _mail_session: Any = field(default=None, repr=False)
 
     @property

@@ -1,4 +1,5 @@
-"""Sending one email: recipients, consent, holds, send windows, the ledger, SMTP, the audit.
+"""Sending one email: recipients, consent, holds, holdouts, the contact policy, send windows,
+the ledger, SMTP, the audit.
 
 The ledger row (journey, step, customer, recipient) makes every send idempotent: a retried or
 replayed task finds ``sent`` and sends nothing twice; the Message-ID comes from the same key.
@@ -73,14 +74,32 @@ class Deliverer:
                 return f"held out: {hold.reason}"
         return None
 
-    def _window_deferral(self, ctx, member: Member, category: str) -> datetime | None:
+    def _window_deferral(self, ctx, member: Member, category: str,
+                         at: datetime | None = None) -> datetime | None:
+        """When the send window next opens, if it is shut at ``at`` (default: now)."""
         cat = ctx.config.categories[category]
         window = ctx.config.defaults.send_window
         if cat.transactional or window is None:
             return None
+        at = at or ctx.now
         tz = ZoneInfo(member.customer.timezone)
-        opening = window.next_open(ctx.now, tz)
-        return opening if opening > ctx.now else None
+        opening = window.next_open(at, tz)
+        return opening if opening > at else None
+
+    def _policy(self, ctx, member: Member, category: str):
+        """The control group and the contact policy on a non-transactional customer email:
+        a :class:`flows.engine.contact_policy.Verdict`, or None to send it."""
+        from flows.engine import contact_policy, holdouts
+
+        if ctx.config.categories[category].transactional:
+            return None
+        if holdouts.is_held_out(ctx, member.customer.id):
+            return contact_policy.Verdict("suppress", holdouts.REASON)
+        if not ctx.config.defaults.contact_policy:
+            return None
+        return contact_policy.decide(ctx.config, contact_policy.for_batch(ctx, member.customer.id),
+                                     customer_id=member.customer.id, category=category,
+                                     now=ctx.now)
 
     # ------------------------------------------------------------------ ledger
     def _ledger(self, ctx, *, key: str, step_id: str, member: Member, category: str,
@@ -129,6 +148,14 @@ class Deliverer:
             if reason:
                 return self._finish(ctx, row, member, status="suppressed", reason=reason,
                                     action="email.suppressed")
+            verdict = self._policy(ctx, member, category)
+            if verdict is not None and verdict.action == "suppress":
+                return self._finish(ctx, row, member, status="suppressed", reason=verdict.reason,
+                                    action="email.suppressed")
+            if verdict is not None:
+                until = self._window_deferral(ctx, member, category, at=verdict.until)
+                return self._finish(ctx, row, member, status="deferred", reason=verdict.reason,
+                                    action="email.deferred", until=until or verdict.until)
             until = self._window_deferral(ctx, member, category)
             if until is not None:
                 return self._finish(ctx, row, member, status="deferred",
@@ -171,4 +198,7 @@ class Deliverer:
             customer = ctx.session.get(Customer, member.customer.id)
             if customer is not None:
                 customer.last_contact_at = ctx.now
+            contacts = getattr(ctx, "contacts", None)
+            if contacts is not None:  # the batch's later emails count this one
+                contacts.record(member.customer.id, category, ctx.now)
         return self._finish(ctx, row, member, status="sent", reason="", action="email.sent")

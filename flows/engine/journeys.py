@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flows.engine import alerts, units
+from flows.engine import alerts, holdouts, units
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.matching import answered_results, arrived_already
 from flows.engine.versions import pin as pin_version
@@ -96,8 +96,11 @@ class JourneyOps:
         wave = new_id()
         waves = [wave]
         if customer is not None:
-            session.add(Member(journey_id=journey.id, customer_id=customer.id, status="active",
-                               wave=wave, lane="", results={}, updated_at=now))
+            member = Member(journey_id=journey.id, customer_id=customer.id, status="active",
+                            wave=wave, lane="", results={}, updated_at=now)
+            holdouts.assign(session, touchpoint=touchpoint, journey=journey, members=[member],
+                            flow_run_id=flow_run_id, now=now)
+            session.add(member)
             count = 1
         else:
             count = 0
@@ -111,6 +114,8 @@ class JourneyOps:
                     rows.append(Member(journey_id=journey.id, customer_id=cid, status="active",
                                        wave=waves[-1], lane="", results={}, updated_at=now))
                     count += 1
+                holdouts.assign(session, touchpoint=touchpoint, journey=journey, members=rows,
+                                flow_run_id=flow_run_id, now=now)
                 session.add_all(rows)
                 session.flush()
             self._queue_waves(session, touchpoint=touchpoint.name, journey_id=journey.id,
@@ -236,7 +241,10 @@ class JourneyOps:
                  for r in rows if r.customer_id in customers]
         ctx = EngineContext(engine=self.engine, touchpoint=touchpoint, step_id=step.id,
                             journey_id=journey_id, trigger=journey.trigger, flow_run_id=flow_run_id,
-                            now=now, session=session, renderer=renderer)
+                            now=now, session=session, renderer=renderer,
+                            customer_ids=tuple(r.customer_id for r in rows),
+                            holdouts=frozenset(r.customer_id for r in rows
+                                               if r.cohort == holdouts.HOLDOUT))
         kind = get_kind(step.kind)
         try:
             outcomes, failures = self._run_isolated(session, kind, step, ctx, views)

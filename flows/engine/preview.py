@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from flows import clock
+from flows.engine import contact_policy
 from flows.engine.context import build_context
 from flows.errors import TemplateError, TouchpointsError
 from flows.steps.base import CustomerView
@@ -37,6 +38,7 @@ class PreviewMessage:
     text: str
     html: str
     error: str | None = None
+    note: str | None = None   # the control group, the contact policy (sent to the customer now)
 
 
 def sample_trigger(config, touchpoint, customer: CustomerView,
@@ -75,6 +77,7 @@ class _Walk:
         self.examples = {name: (spec.example or {}) for name, spec in self.config.event_types().items()}
         self.kinds = {s.id: s for s in _all_steps(tp.steps)}
         self.out: list[PreviewMessage] = []
+        self.contacts: dict = {}   # the customer's ledger read, once per preview
 
     def context(self, results: dict, links: dict | None = None) -> dict:
         return build_context(config=self.config, customer=self.customer, event=self.trigger,
@@ -85,6 +88,10 @@ class _Walk:
         for step in steps:
             for spec in step.messages():
                 self.out.append(self.message(step, spec, results, path.removesuffix(" › ")))
+                if spec.to == "customer":
+                    self.out[-1].note = contact_policy.preview_note(
+                        self.engine, self.tp, self.customer.id, spec.category, clock.now(),
+                        self.contacts)
                 owner = self.owner(step, spec)
                 if owner:  # a handoff with an owner emails them too, as the run does
                     self.out.append(self.message(step, replace(spec, to=owner), results,
