@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from flows.web import operator, pages, preferences
+from flows.web import operator, pages, preferences, reportpage
 from flows.web.csrf import CSRF
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ def create_app(engine, dispatcher, *, bind_host: str | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(preferences.router)
     app.include_router(operator.router)
+    app.include_router(reportpage.router)
     if engine.settings.embedded_mail:
         from flows.web import mailpages
 
