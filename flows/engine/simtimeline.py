@@ -107,6 +107,8 @@ class Timeline:
         elif action in ("journey.goal", "journey.exited"):
             self.add(row.at, "goal" if action == "journey.goal" else "exit", step=step,
                      detail=row.reason)
+        elif action == "journey.holdout":
+            self.add(row.at, "holdout", detail=row.reason)
         elif action == "journey.completed":
             self.add(row.at, "done", detail=row.reason)
         elif action == "journey.failed":

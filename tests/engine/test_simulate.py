@@ -233,3 +233,28 @@ def test_a_postgresql_store_is_simulated_from_the_customers_rows(postgres_store,
             (10, "joined_happily", "goal", "Customer joined and is happy (or did not answer)")]
     finally:
         set_engine(None)
+
+
+def test_the_contact_policy_defers_a_survey_until_the_window_frees_up(sim_engine):
+    from flows.config.policy import ContactRule
+    from flows.engine.core import Engine, set_engine
+    from flows.store.tables import Delivery
+
+    config = sim_engine.config.model_copy(deep=True)
+    config.defaults = config.defaults.model_copy(
+        update={"contact_policy": [ContactRule(max=1, per=timedelta(days=7))]})
+    engine = Engine(sim_engine.settings, config=config, store=sim_engine.store)
+    set_engine(engine)
+    with engine.store.session() as session:  # an offer went out the day the contract was signed
+        session.add(Delivery(key="earlier:offer:C-1001:customer", journey_id="earlier",
+                             step_id="offer", customer_id="C-1001", touchpoint="newsletter",
+                             category="marketing", recipient="zoe.harper@example.com",
+                             message_id="<offer@example>", subject="An offer", status="sent",
+                             created_at=TUESDAY, updated_at=TUESDAY))
+    timeline, _ = run(engine, "sale")
+    deferred = [e for e in timeline.entries if e.kind == "deferred"]
+    assert [(e.day, e.step, e.until) for e in deferred] == [
+        (3, "sale_csat", "Tue 01 Dec 2026 10:00")]
+    assert deferred[0].detail.startswith("contact policy: 1 ")
+    assert (7, "sale_csat", "message", "One quick question about joining Northwind") in \
+        timeline.pinned()
