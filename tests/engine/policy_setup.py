@@ -27,7 +27,6 @@ events:
   poll.opened: {{description: "Product opens a poll.", example: {{topic: wifi}}}}
   outage.declared: {{description: "An outage.", example: {{outage_id: OUT-1}}}}
   check.due: {{description: "A check-in is due.", example: {{}}}}
-  goal.reached: {{description: "The customer did what we hoped.", example: {{}}}}
 touchpoints:
   news:
     description: A newsletter to every customer we name.
@@ -40,6 +39,7 @@ touchpoints:
     trigger: {{event: poll.opened}}
     audience: customer
     entry: {{rule: every_time}}
+    {poll_holdout}
     steps:
       - {{id: ask, kind: survey, question: nps, subject: "A question", template: t/poll}}
   notice:
@@ -58,16 +58,16 @@ touchpoints:
       - {{id: hello, kind: email, subject: "Hello", template: t/note, category: check-ins}}
       - {{id: heads_up, kind: email, subject: "Outage", template: t/note, category: outage}}
       - {{id: follow_up, kind: handoff, team: support, title: "Call {{{{ customer.name }}}}"}}
-      - {{id: await_goal, kind: wait_for, event: goal.reached, timeout: 7d}}
       - id: reached
         kind: branch
         when:
-          - if: "steps.await_goal.outcome == 'event'"
+          - if: "customer.region == 'north'"
             steps: [{{id: won, kind: exit, goal: "Customer acted"}}]
 """
 
 
-def write_config(folder: Path, *, defaults: str = "", holdout: str = "") -> Path:
+def write_config(folder: Path, *, defaults: str = "", holdout: str = "",
+                 poll_holdout: str = "") -> Path:
     shutil.copytree(REPO / "templates", folder / "templates", dirs_exist_ok=True)  # handoff's
     (folder / "templates" / "t").mkdir(parents=True, exist_ok=True)
     for name, body in (("note", "Hello {{ customer.first_name }}."),
@@ -76,7 +76,8 @@ def write_config(folder: Path, *, defaults: str = "", holdout: str = "") -> Path
         (folder / "templates" / "t" / f"{name}.html").write_text(f"<p>{body}</p>\n",
                                                                  encoding="utf-8")
     path = folder / "touchpoints.yaml"
-    path.write_text(CONFIG.format(defaults=defaults, holdout=holdout), encoding="utf-8")
+    path.write_text(CONFIG.format(defaults=defaults, holdout=holdout,
+                                                poll_holdout=poll_holdout), encoding="utf-8")
     return path
 
 
