@@ -75,6 +75,21 @@ def test_failures_make_one_report_with_their_count_and_examples(ops_engine, cloc
     assert flush_due(ops_engine) == []  # nothing new
 
 
+def test_a_report_links_the_run_of_the_latest_failure(ops_engine, clock, smtp_server,
+                                                      monkeypatch):
+    from flows.store import audit
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    with ops_engine.store.session() as session:
+        audit.record(session, action="journey.failed", result="failed", actor="system",
+                     touchpoint="outage", customer_id="C-1001", flow_run_id="run-9",
+                     reason="step notice: ValueError: no region for C-1001")
+    _fail(ops_engine, clock, "C-1001")
+    flush_due(ops_engine)
+    text = _reports(smtp_server)[0].get_body(("plain",)).get_content()
+    assert "The latest run: http://prefect.example:4200/runs/flow-run/run-9" in text
+
+
 def test_within_the_hour_failures_wait_and_the_next_report_counts_only_them(
         ops_engine, clock, smtp_server):
     _fail(ops_engine, clock, "C-1001")
