@@ -410,6 +410,20 @@ class SmtpTransport:
         with self.session() as session:
             return session.send(message)
 
+    def probe(self) -> None:
+        """Connect (TLS and login as configured), NOOP and quit, once: ``DeliveryError`` when
+        the server cannot be reached or refuses us (the service's SMTP check)."""
+        session = SmtpSession(self)
+        try:
+            session.client = session._open()
+            code, reply = session.client.noop()
+            if code != 250:
+                raise _temporary(f"{self.config.describe()} answered NOOP with {code} {_text(reply)}")
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _temporary(f"{self.config.describe()} dropped the connection: {exc}") from None
+        finally:
+            session.close()
+
 
 def transport_from_settings(settings) -> SmtpTransport:
     """The transport for ``settings.effective_smtp_url``; on embedded defaults the local mail

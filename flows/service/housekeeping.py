@@ -115,10 +115,16 @@ class Housekeeper:
         return fired
 
     def alerts(self, now: datetime) -> int:
-        """Failure reports due to the operations address (one per touch point per hour)."""
+        """Look for what went wrong (flows/engine/alert_checks.py), then send the alerts due to
+        the operations address (one per kind and subject per hour)."""
+        from flows.engine.alert_checks import run_checks
         from flows.engine.alerts import flush_due
 
-        return len(flush_due(self.engine, now=now))
+        try:
+            run_checks(self.engine, now=now)
+        finally:
+            sent = len(flush_due(self.engine, now=now))
+        return sent
 
     def escalations(self, now: datetime) -> int:
         try:
