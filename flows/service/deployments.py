@@ -25,6 +25,7 @@ def build_deployments(engine) -> list:
     from prefect.types.entrypoint import EntrypointType
 
     from flows.engine.compiler import compile_touchpoint
+    from flows.reports.weekly import deployment as weekly_report
 
     deployments = []
     for tp in engine.config.touchpoints.values():
@@ -38,4 +39,5 @@ def build_deployments(engine) -> list:
         deployments.append(flow.to_deployment(
             name=tp.name, tags=[f"touchpoint:{tp.name}"], description=tp.description.strip(),
             entrypoint_type=EntrypointType.MODULE_PATH, **options))
+    deployments.append(weekly_report())  # the qos-weekly-report flow, Mondays 07:00 UTC
     return deployments
