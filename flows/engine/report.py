@@ -3,9 +3,7 @@ why, what was handed to whom, and who is waiting for what."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flows.store.tables import AuditRow
 
@@ -32,8 +30,13 @@ def _cell(row: AuditRow, column: str) -> str:
 
 def run_report(session, *, touchpoint: str, journey_id: str | None, flow_run_id: str | None,
                summary: dict) -> str:
-    rows = session.scalars(select(AuditRow).where(AuditRow.flow_run_id == flow_run_id)
-                           .order_by(AuditRow.seq)).all() if flow_run_id else []
+    """The run's artifact from SQL aggregates over its audit rows (indexed by flow run), and
+    at most MAX_ROWS rows a section: the same cost for a run of 10 members or 100,000."""
+    counts: dict[str, int] = {}
+    if flow_run_id:
+        counts = dict(session.execute(
+            select(AuditRow.action, func.count()).where(AuditRow.flow_run_id == flow_run_id)
+            .group_by(AuditRow.action)).all())
     lines = [f"# {touchpoint}", ""]
     if journey_id:
         lines.append(f"Journey `{journey_id}`.")
@@ -44,19 +47,21 @@ def run_report(session, *, touchpoint: str, journey_id: str | None, flow_run_id:
                   "| customer_id | journey | status |", "| --- | --- | --- |"]
         lines += [f"| {j['customer_id']} | `{j['journey_id']}` | {j.get('status') or ''} |"
                   for j in summary["journeys"]]
-    counts = Counter(r.action for r in rows)
     if counts:
         lines += ["", "| action | count |", "| --- | ---: |"]
         lines += [f"| {action} | {n} |" for action, n in sorted(counts.items())]
     for title, actions, columns in SECTIONS:
-        chosen = [r for r in rows if r.action in actions]
-        if not chosen:
+        total = sum(counts.get(action, 0) for action in actions)
+        if not total:
             continue
-        lines += ["", f"## {title} ({len(chosen)})", "",
+        chosen = session.scalars(select(AuditRow).where(
+            AuditRow.flow_run_id == flow_run_id, AuditRow.action.in_(actions))
+            .order_by(AuditRow.seq).limit(MAX_ROWS)).all()
+        lines += ["", f"## {title} ({total})", "",
                   "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-        lines += ["| " + " | ".join(_cell(r, c) for c in columns) + " |" for r in chosen[:MAX_ROWS]]
-        if len(chosen) > MAX_ROWS:
-            lines.append(f"\n…and {len(chosen) - MAX_ROWS} more (see `touchpoints audit`).")
+        lines += ["| " + " | ".join(_cell(r, c) for c in columns) + " |" for r in chosen]
+        if total > MAX_ROWS:
+            lines.append(f"\n…and {total - MAX_ROWS} more (see `touchpoints audit`).")
     if summary.get("open") is not None:
         lines += ["", f"Members still in the journey: {summary['open']}; completed in this run: "
                       f"{summary.get('completed', 0)}."]

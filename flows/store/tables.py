@@ -318,6 +318,7 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (Index("ix_audit_flow_run", "flow_run_id", "action"),)
 
 
 class TouchpointVersion(Base):
