@@ -137,21 +137,22 @@ class Timeline:
 
 
 def render_text(timeline: Timeline, *, title: str) -> str:
-    lines = [title, f"times in {timeline.timezone}", ""]
+    """The timeline for people: a heading per moment (day and local time), then what happened
+    at it, one line each: the step, what it did, and why (in brackets)."""
+    lines = [title, f"times in {timeline.timezone}"]
+    moment = None
     for e in timeline.entries:
-        what = e.kind
+        if (e.day, e.local) != moment:
+            moment = (e.day, e.local)
+            lines += ["", f"+{e.day}d  {e.local}"]
+        what = e.kind + (f" [{e.category}]" if e.category else "")
         if e.subject:
             what += f": {e.subject}"
-        extras = []
-        if e.category:
-            extras.append(f"[{e.category}]")
         if e.to and e.kind == "message":
-            extras.append(f"to {e.to}")
+            what += f" (to {e.to})"
         if e.until:
-            extras.append(("due " if e.kind == "task" else "until ") + e.until)
-        if e.detail:
-            extras.append(f"({e.detail})" if e.kind != "message" else e.detail)
-        step = e.step or "-"
-        lines.append(f"{f'+{e.day}d':<5} {e.local}  {step:<24} {what}"
-                     + (("  " + " ".join(extras)) if extras else ""))
+            what += (", due " if e.kind == "task" else " until ") + e.until
+        if e.detail and e.kind != "message":
+            what += f" ({e.detail})"
+        lines.append(f"  {e.step or '-':<22} {what}")
     return "\n".join(line.rstrip() for line in lines)
