@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         """How are we doing? Journeys, emails, NPS/CSAT, detractors, team SLAs, outage notices and
         weekly trends."""
         from flows.errors import TouchpointsError
+        from flows.reports import holdouts
         from flows.reports.formats import to_csv, to_text
         from flows.reports.queries import build
         from flows.store.db import open_store
@@ -57,9 +58,10 @@ def register(app: typer.Typer) -> None:
         config = _config()
         with open_store(settings()).read_session() as session:
             data = build(session, since=_since(since), touchpoint=touchpoint, config=config)
+            data["holdouts"] = holdouts.effects(session, since=_since(since), touchpoint=touchpoint)
         if fmt == "json":
             out.print_json(json.dumps(data, ensure_ascii=False))
         elif fmt == "csv":
             print(to_csv(data), end="")
         else:
-            out.print(to_text(data), markup=False)
+            out.print(to_text(data) + holdouts.to_text(data["holdouts"]), markup=False)

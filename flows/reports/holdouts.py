@@ -172,7 +172,7 @@ def to_text(data: dict[str, dict[str, Any]]) -> str:
     """The holdout section of `touchpoints report` (empty when no touch point has one)."""
     if not data:
         return ""
-    lines = ["Holdouts: treated vs control (95% intervals)"]
+    lines = ["", "Holdouts: treated vs control (95% intervals)"]
     for tp, entry in data.items():
         g, s = entry["goal"], entry["nps"]
         lines.append(f"  {tp}")

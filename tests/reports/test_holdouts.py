@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,3 +117,23 @@ def test_no_members_no_interval():
                                                   (50, 100, (0.4038, 0.5962))])
 def test_the_wilson_interval_matches_published_values(k, n, expected):
     assert wilson(k, n) == pytest.approx(expected, abs=1e-4)
+
+
+def test_touchpoints_report_shows_the_comparison_as_text_and_json(store, store_settings,
+                                                                   monkeypatch, capsys):
+    from flows.cli import main
+    from flows.settings import reset_settings
+    from tests.reports.test_report_cli import ROOT
+
+    with store.session() as session:
+        _fill(session)
+        session.commit()
+    monkeypatch.setenv("TOUCHPOINTS_CONFIG_FILE", str(ROOT / "touchpoints.yaml"))
+    reset_settings()
+    main(["report"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Holdouts: treated vs control (95% intervals) check-in goal treated n=10 60%" in text
+    main(["report", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["holdouts"]["check-in"]["goal"]["difference"] == {"points": 40.0,
+                                                                  "ci": [0.8, 79.2]}
