@@ -30,8 +30,9 @@ def simulate_command(
                                           show_default=False)],
     event: Annotated[list[str] | None, typer.Option(
         "--event", help="An event on the way: TYPE@+OFFSET={json}, e.g. "
-                        "'install.completed@+3d={\"job_id\": \"JOB-55812\"}' (repeatable). "
-                        "task.completed and task.acknowledged complete the journey's open task.",
+                        "'install.completed@+3d={\"job_id\": \"JOB-55812\"}' (repeatable); the data "
+                        "is laid over the catalogue's example. task.completed and "
+                        "task.acknowledged complete the journey's open task.",
         show_default=False)] = None,
     answer: Annotated[list[str] | None, typer.Option(
         "--answer", help="A survey answer: KEY=VALUE@+OFFSET, KEY a survey step id or "

@@ -292,6 +292,11 @@ class Simulation:
                                       **value)
             except actions.SurveyUnavailable as exc:
                 self.timeline.add(clock.now(), "skipped", subject=item.name, detail=exc.message)
+            except actions.InvalidAnswer as exc:
+                raise TouchpointsError(
+                    f"--answer {item.name}={item.value}: {exc.message}",
+                    hint=exc.hint or "csat takes 1 to 5, nps 0 to 10; a custom question one "
+                                     "of its choices") from None
             self.drain()
             return
         if item.name in ("task.completed", "task.acknowledged") and "task_id" not in item.data:

@@ -189,6 +189,8 @@ def cli(capsys, *argv):
     (["sale", "-c", "C-1001", "--answer", "nps=3@+1d"], "no survey step or question 'nps'",
      "sale_csat"),
     (["sale", "-c", "C-1001", "--format", "xml"], "--format 'xml'", "--format json"),
+    (["sale", "-c", "C-1001", "--answer", "csat=9@+4d", "--start", TUESDAY.isoformat()],
+     "--answer csat=9: the score must be from 1 to 5, not 9", "nps 0 to 10"),
     (["sale", "-c", "C-1001", "--until", "soon"], "--until", "e.g. --until 30d"),
     (["sale", "-c", "C-1001", "--start", "tuesday"], "--start 'tuesday'", "ISO"),
 ])
