@@ -75,7 +75,7 @@ class Timeline:
         if action == "journey.started":
             self.add(row.at, "started", detail=row.reason)
         elif action == "journey.refused":
-            self.add(row.at, "refused", detail=f"entry rule refused: {row.reason}")
+            self.add(row.at, "refused", detail=row.reason)
         elif action == "email.sent":
             self.add(row.at, "message", step=step, subject=detail.get("subject"),
                      category=detail.get("category"), to=detail.get("to"))

@@ -260,3 +260,15 @@ def test_the_contact_policy_defers_a_survey_until_the_window_frees_up(sim_engine
     assert deferred[0].detail.startswith("contact policy: 1 ")
     assert (7, "sale_csat", "message", "One quick question about joining Northwind") in \
         timeline.pinned()
+
+
+def test_a_re_booking_is_refused_while_the_install_runs_and_starts_anew_after_it_ended(sim_engine):
+    timeline, _ = run(sim_engine, "install", events=["install.scheduled@+1d",
+                                                     "install.completed@+2d",
+                                                     "install.scheduled@+10d"],
+                      answers=["nps=9@+5d"], until=timedelta(days=11))
+    assert [(day, kind) for day, _, kind, _ in kinds(timeline, "refused", "started", "goal")] == [
+        (0, "started"), (1, "refused"), (5, "goal"), (10, "started")]
+    refused = next(e.detail for e in timeline.entries if e.kind == "refused")
+    assert refused.startswith("entry rule after_end: journey ")
+    assert timeline.entries[-1].kind == "open"  # the second visit is still awaited at +11d
