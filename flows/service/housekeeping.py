@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -18,6 +19,8 @@ log = logging.getLogger("touchpoints.service")
 
 #: a date trigger that fell due while the service was down still fires if it is this recent
 CATCH_UP = timedelta(days=7)
+#: how often the alert checks look (wall-clock seconds; their thresholds are minutes)
+ALERT_CHECK_SECONDS = 30.0
 
 
 class Housekeeper:
@@ -25,6 +28,7 @@ class Housekeeper:
         self.engine = engine
         self.launcher = launcher
         self.driver = UnitDriver(engine, launcher)
+        self._checked_at: float | None = None  # when the alert checks last ran (monotonic)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
         """The slow loop: triggers and escalations, then whatever they queued is launched."""
@@ -121,7 +125,9 @@ class Housekeeper:
         from flows.engine.alerts import flush_due
 
         try:
-            run_checks(self.engine, now=now)
+            if self._checked_at is None or monotonic() - self._checked_at >= ALERT_CHECK_SECONDS:
+                self._checked_at = monotonic()
+                run_checks(self.engine, now=now)
         finally:
             sent = len(flush_due(self.engine, now=now))
         return sent

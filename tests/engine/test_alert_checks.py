@@ -306,3 +306,19 @@ def test_the_housekeeping_loop_checks_then_sends(checks, clock, smtp_server):
     with checks.store.session() as session:
         row = session.get(Alert, "undispatched")
         assert (row.pending, row.total, row.detail["now"]) == (0, 3, 3)
+
+
+def test_the_loop_looks_every_half_minute_and_sends_at_every_tick(checks, clock, smtp_server,
+                                                                   monkeypatch):
+    from flows.service import housekeeping
+    from flows.service.housekeeping import ALERT_CHECK_SECONDS, Housekeeper
+
+    seconds = [1000.0]
+    monkeypatch.setattr(housekeeping, "monotonic", lambda: seconds[0])
+    keeper = Housekeeper(checks, launcher=None)
+    assert keeper.alerts(clock.now) == 0
+    undispatched(checks, clock, 1)
+    seconds[0] += ALERT_CHECK_SECONDS - 1
+    assert keeper.alerts(clock.now) == 0  # not looked yet
+    seconds[0] += 1
+    assert keeper.alerts(clock.now) == 1
