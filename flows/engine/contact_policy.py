@@ -8,7 +8,9 @@ was read, so two emails of one batch count each other. Two runs sending to one c
 same instant may both pass (the check is not a lock).
 
 A rule that is full defers the email until its oldest counted email leaves the window (then the
-send window, if any, still applies), or suppresses it, as its ``action`` says. An email held by
+send window, if any, still applies), or suppresses it, as its ``action`` says. A window that
+frees up within the engine's claim tolerance (30 s) counts as free, as a resumed run may start
+that early. An email held by
 several rules is suppressed if any of them suppresses, else deferred until all of them free up.
 """
 
@@ -78,13 +80,18 @@ def decide(config, ledger: ContactLedger, *, customer_id: str, category: str,
            now: datetime) -> Verdict | None:
     """What the policy does with one more email of ``category`` to the customer now (None:
     it may go)."""
+    from flows.engine.journeys import CLAIM_TOLERANCE
+
     flags = transactional_map(config)
     full = []
+    # a resumed run may claim its members up to CLAIM_TOLERANCE early: a window that frees up
+    # that soon is free (else the member would be parked again at the due time it came for)
+    moment = now + CLAIM_TOLERANCE
     for rule in config.defaults.contact_policy:
         if not rule.counts(category, flags):
             continue
         times = sorted(at for at, cat in ledger.sent.get(customer_id, ())
-                       if rule.counts(cat, flags) and at > now - rule.per)
+                       if rule.counts(cat, flags) and at > moment - rule.per)
         if len(times) >= rule.max:
             full.append((rule, len(times), times[len(times) - rule.max] + rule.per))
     if not full:

@@ -144,3 +144,14 @@ def test_check_refuses_a_holdout_that_is_not_a_share(tmp_path, value, message):
     diagnostics = check(write_config(tmp_path, holdout=f"holdout: {value}"))
     assert [d.path for d in diagnostics] == ["touchpoints.check-in.holdout"]
     assert message in diagnostics[0].message
+
+
+def test_preview_says_the_control_group_gets_no_non_transactional_email(holdout_engine):
+    from flows.engine.preview import preview
+    from flows.store.customers import get_customer
+
+    with holdout_engine.store.session() as session:
+        zoe = get_customer(session, "C-1001")
+    hello, heads_up, *team = preview(holdout_engine, "check-in", zoe)
+    assert hello.note == "not sent to the 30% of entrants held out as the control group"
+    assert heads_up.note is None and all(m.note is None for m in team)
