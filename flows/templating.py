@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -106,6 +107,7 @@ def render_text(text: str, context: dict[str, Any], *, header: bool = False) -> 
     return one_line(out) if header else out
 
 
+@lru_cache(maxsize=2048)  # compiled once per text: checks and runs evaluate the same ones often
 def compile_expression(expression: str):
     try:
         return _inline_env.compile_expression(expression, undefined_to_none=False)
@@ -132,12 +134,20 @@ def evaluate(expression: str, context: dict[str, Any]) -> Any:
         raise ExpressionError(f"{expression!r} failed: {exc}") from exc
 
 
+@lru_cache(maxsize=4096)  # one parse per text, for every check that reads its tree
+def syntax_tree(source: str, expression: bool) -> nodes.Template | None:
+    """The Jinja2 tree of a template (or, ``expression=True``, an expression), shared: read
+    it, never change it. None if it does not parse (the syntax error is reported elsewhere)."""
+    try:
+        return _inline_env.parse("{{ " + source + " }}" if expression else source)
+    except JinjaTemplateError:
+        return None
+
+
 def step_references(source: str, *, expression: bool = True) -> list[str]:
     """The step ids an expression or template refers to as ``steps.<id>`` / ``steps['<id>']``."""
-    text = "{{ " + source + " }}" if expression else source
-    try:
-        tree = _inline_env.parse(text)
-    except JinjaTemplateError:
+    tree = syntax_tree(source, expression)
+    if tree is None:
         return []
     found: list[str] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):

@@ -24,7 +24,8 @@ from flows.config.sandbox_check import check_sandbox
 from flows.config.samples import company_sample
 from flows.config.triggers import Audience, Trigger
 from flows.config.validation import problems_from_error
-from flows.config.yamlload import YamlDocument, load_yaml
+from flows.config.yamlfast import read_yaml
+from flows.config.yamlload import YamlDocument
 from flows.errors import ConfigError
 from flows.templating import Renderer
 
@@ -69,7 +70,7 @@ def check_text(text: str, *, file: str, templates_dir: Path, full: bool = True) 
     """Check YAML source as if it were the file ``file`` with templates under ``templates_dir``.
     ``full=False`` is the fast parse for runs: the structure and steps only, without the
     references and template checks that `touchpoints check` and `serve` run."""
-    return check_document(load_yaml(text), file=file, templates_dir=templates_dir, full=full)
+    return check_document(read_yaml(text), file=file, templates_dir=templates_dir, full=full)
 
 
 def check_document(doc: YamlDocument, *, file: str, templates_dir: Path,
@@ -176,7 +177,7 @@ class _Checker:
         return Catalogue(teams=set(self._section("teams")),
                          categories=set(self._section("categories")),
                          examples=examples, company=company_sample(defaults),
-                         renderer=Renderer(self.templates_dir),
+                         renderer=_check_renderer(self.templates_dir),
                          contracts=Contracts.build(examples, fields))
 
     def _pieces(self, config: ConfigFile | None, name: Any, raw: dict) -> tuple[Any, Any, Any]:
@@ -189,6 +190,14 @@ class _Checker:
         return (_quiet(_TRIGGER.validate_python, raw.get("trigger")),
                 _quiet(_AUDIENCE.validate_python, raw.get("audience")),
                 _quiet(Entry.model_validate, raw.get("entry", {})))
+
+
+def _check_renderer(templates_dir: Path) -> Renderer:
+    """The renderer of one check: each template is loaded once (no look at the file's time
+    on every render: the files do not change during one check)."""
+    renderer = Renderer(templates_dir)
+    renderer.env.auto_reload = False
+    return renderer
 
 
 def _quiet(validate, value: Any, **kwargs: Any) -> Any:

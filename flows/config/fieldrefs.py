@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError, nodes
+from jinja2 import nodes
 
-from flows.templating import make_environment
-
-_env = make_environment()
+from flows.templating import syntax_tree
 
 #: the Python types a constant may have to be compared with a field of each type
 _COMPARABLE: dict[str, tuple[type, ...]] = {
@@ -33,12 +31,7 @@ class DataRef:
     line: int
 
 
-@lru_cache(maxsize=512)  # a template is parsed once per check, whatever uses it
-def _parse(source: str, expression: bool) -> nodes.Template | None:
-    try:
-        return _env.parse("{{ " + source + " }}" if expression else source)
-    except TemplateError:
-        return None
+_parse = syntax_tree  # a template is parsed once, whatever uses it
 
 
 def _key(node: nodes.Node) -> str | None:
@@ -69,22 +62,32 @@ def _ref(node: nodes.Node) -> DataRef | None:
 
 def data_references(source: str, *, expression: bool = True) -> list[DataRef]:
     """Every ``<root>.data.<field>`` in an expression (or, ``expression=False``, a template)."""
+    return list(_data_references(source, expression))
+
+
+@lru_cache(maxsize=4096)  # a text shared by many touch points is walked once
+def _data_references(source: str, expression: bool) -> tuple[DataRef, ...]:
     tree = _parse(source, expression)
     if tree is None:
-        return []
+        return ()
     found = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         ref = _ref(node)
         if ref is not None:
             found.append(ref)
-    return found
+    return tuple(found)
 
 
 def comparisons(source: str, *, expression: bool = True) -> list[tuple[DataRef, Any]]:
     """(field, constant) for every ``field == constant`` / ``!=`` (either side)."""
+    return list(_comparisons(source, expression))
+
+
+@lru_cache(maxsize=4096)
+def _comparisons(source: str, expression: bool) -> tuple[tuple[DataRef, Any], ...]:
     tree = _parse(source, expression)
     if tree is None:
-        return []
+        return ()
     found = []
     for node in tree.find_all(nodes.Compare):
         if len(node.ops) != 1 or node.ops[0].op not in ("eq", "ne"):
@@ -94,7 +97,7 @@ def comparisons(source: str, *, expression: bool = True) -> list[tuple[DataRef, 
             ref = _ref(a)
             if ref is not None and isinstance(b, nodes.Const) and b.value is not None:
                 found.append((ref, b.value))
-    return found
+    return tuple(found)
 
 
 def comparable(kind: str, value: Any) -> bool:

@@ -5,7 +5,8 @@ The full check (references, every template compiled and rendered against samples
 parsed models and steps. :func:`load_config_fast` parses once per version of the file, a
 version being its path, mtime, size and the listing (names, mtimes, sizes) of its templates
 folder, so an edit to either is picked up on the next load. The YAML is read by libyaml
-(:mod:`flows.config.yamlfast`); a file it is unsure of is read the careful way.
+(:mod:`flows.config.yamlfast`, as in every check); a file it is unsure of is read the careful
+way.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import os
 import threading
 from pathlib import Path
 
-from flows.config.checker import CheckResult, _read, check_document, check_text
+from flows.config.checker import _read, check_text
 from flows.config.diagnostics import Positions, locate
 from flows.config.models import ConfigFile
-from flows.config.yamlfast import UNSURE, load_yaml_fast
-from flows.config.yamlload import YamlDocument
 from flows.errors import ConfigError
 
 _lock = threading.Lock()
@@ -63,25 +62,13 @@ def load_config_fast(path: str | Path) -> ConfigFile:
     text, problem = _read(path)
     if problem is not None:
         raise ConfigError([locate(problem, file=str(path), positions=Positions())])
-    result = _parse(text, file=str(path), templates_dir=path.parent / "templates")
+    result = check_text(text, file=str(path), templates_dir=path.parent / "templates", full=False)
     if result.diagnostics or result.config is None:
         raise ConfigError(result.diagnostics)
     if version is not None:
         with _lock:
             _cache[version[0]] = (version, result.config)
     return result.config
-
-
-def _parse(text: str, *, file: str, templates_dir: Path) -> CheckResult:
-    """The structure and steps of ``text``, read by libyaml; anything it is unsure of, or any
-    problem, is read again the careful way (ruamel, with positions) for the diagnostics."""
-    data = load_yaml_fast(text)
-    if data is not UNSURE:
-        result = check_document(YamlDocument(data=data), file=file, templates_dir=templates_dir,
-                                full=False)
-        if result.config is not None and not result.diagnostics:
-            return result
-    return check_text(text, file=file, templates_dir=templates_dir, full=False)
 
 
 def forget_loaded() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -63,17 +64,23 @@ def model_types(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
+@lru_cache(maxsize=None)  # one entry per model class
+def _fields(model: type[BaseModel]) -> tuple[tuple[str, str, str | None], ...]:
+    """(attribute, key, marker) of every field of ``model``."""
+    return tuple((name, field_key(name, info), field_marker(info))
+                 for name, info in model.model_fields.items())
+
+
 def iter_marked(model: BaseModel, loc: Loc) -> Iterator[tuple[Loc, str | None, str]]:
     """Every string value held by ``model``, with its location and marker (None if unmarked).
 
     Descends into nested models, lists and dicts, but not into nested step lists: those are
     steps of their own.
     """
-    for name, info in type(model).model_fields.items():
-        marker = field_marker(info)
+    for name, key, marker in _fields(type(model)):
         if marker == "steps":
             continue
-        yield from _strings(getattr(model, name, None), loc + (field_key(name, info),), marker)
+        yield from _strings(getattr(model, name, None), loc + (key,), marker)
 
 
 def _strings(value: Any, loc: Loc, marker: str | None) -> Iterator[tuple[Loc, str | None, str]]:
@@ -115,10 +122,10 @@ def step_lists(step: Any, loc: Loc) -> list[tuple[Loc, list[Any]]]:
 
 
 def _collect_lists(model: BaseModel, loc: Loc, found: list[tuple[Loc, list[Any]]]) -> None:
-    for name, info in type(model).model_fields.items():
+    for name, key, marker in _fields(type(model)):
         value = getattr(model, name)
-        here = loc + (field_key(name, info),)
-        if field_marker(info) == "steps":
+        here = loc + (key,)
+        if marker == "steps":
             if isinstance(value, list):
                 found.append((here, value))
         else:
@@ -193,12 +200,12 @@ def _partial(model: type[StepConfig], raw: dict) -> StepConfig:
 
 def _attach(model: BaseModel, loc: Loc, problems: list[Problem]) -> None:
     """Replace the raw nested step lists of a validated model with parsed steps."""
-    for name, info in type(model).model_fields.items():
+    for name, key, marker in _fields(type(model)):
         if name not in model.model_fields_set:
             continue
         value = getattr(model, name)
-        here = loc + (field_key(name, info),)
-        if field_marker(info) == "steps":
+        here = loc + (key,)
+        if marker == "steps":
             setattr(model, name, parse_steps(value, loc=here, problems=problems))
         else:
             for sub, sub_loc in _submodels(value, here):

@@ -11,6 +11,7 @@ import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
@@ -43,7 +44,6 @@ from flows.templating import (
     Renderer,
     compile_expression,
     step_references,
-    template_source_references,
 )
 
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
@@ -61,6 +61,16 @@ class Catalogue:
     company: dict[str, Any]
     renderer: Renderer                    # the templates/ folder (compiled templates cached)
     contracts: Contracts = field(default_factory=Contracts)  # the events' fields: (typed examples)
+    inline: dict[str, Any] = field(default_factory=dict)  # inline texts compiled, by source
+    sources: dict[str, str | None] = field(default_factory=dict)  # template files read, by part
+
+    def source(self, part: str) -> str | None:
+        """The text of ``templates/<part>``, read once per check; None if it is not a file.
+        Raises OSError or UnicodeDecodeError when it cannot be read."""
+        if part not in self.sources:
+            path = self.renderer.templates_dir / part
+            self.sources[part] = path.read_text(encoding="utf-8") if path.is_file() else None
+        return self.sources[part]
 
 
 @dataclass
@@ -171,11 +181,11 @@ class TouchPointChecker:
         for where, marker, value in iter_marked(model, loc):
             if marker == "expression":
                 if self._expression(where, value) and \
-                        self._references(where, step_references(value), ids) and \
+                        self._references(where, _step_refs(value, True), ids) and \
                         self._contract(where, value, own, expression=True):
                     self._evaluate(where, value, own)
             elif marker in ("text", "header"):
-                if self._references(where, step_references(value, expression=False), ids) \
+                if self._references(where, _step_refs(value, False), ids) \
                         and self._contract(where, value, context, expression=False):
                     self._inline(where, value, context)
             elif marker == "template":
@@ -236,11 +246,12 @@ class TouchPointChecker:
 
     def _inline(self, loc: Loc, value: str, context: Contexts | None) -> None:
         try:
-            template = self.env.from_string(value)
+            template = self.catalogue.inline.get(value) or self.env.from_string(value)
         except TemplateSyntaxError as exc:
             line = f" (line {exc.lineno})" if "\n" in value.strip() else ""
             self._add(loc, f"template syntax error{line}: {exc.message}")
             return
+        self.catalogue.inline[value] = template
         if context is not None:
             self._both(loc, context, template.render, label="", source=value)
 
@@ -249,6 +260,12 @@ class TouchPointChecker:
         """Render with the full examples, then (if that worked) with only the required
         fields: what fails only then uses an optional field without a guard."""
         if not self._render(loc, lambda: render(context.full), label=label):
+            return
+        try:
+            same = context.required == context.full
+        except Exception:  # noqa: BLE001 - a value that cannot be compared: render both
+            same = False
+        if same:  # no optional field here: the second render would be the first again
             return
         try:
             render(context.required)
@@ -272,14 +289,15 @@ class TouchPointChecker:
                       hint="write the path under templates/ without extension, e.g. sale/welcome")
             return
         parts = [f"{name}{suffix}" for suffix in (TEXT_SUFFIX, HTML_SUFFIX)]
-        present = [p for p in parts if (self.templates_dir / p).is_file()]
+        present = [p for p in parts if self._is_file(p)]
         for part in parts:
             if part not in present:
                 self._add(loc, f"template {part} does not exist",
                           hint=f"create templates/{part}: every email has a .txt and an .html "
                                f"part")
         try:
-            refs = template_source_references(self.renderer, name)
+            refs = [ref for part in present
+                    for ref in _step_refs(self.catalogue.source(part) or "", False)]
         except (OSError, UnicodeDecodeError):
             refs = []
         if not self._references(loc, refs, ids, where=f" (used in template {name})"):
@@ -287,11 +305,17 @@ class TouchPointChecker:
         extra = _message_extra(model, name)
         for part in present:
             try:
-                source = (self.templates_dir / part).read_text(encoding="utf-8")
+                source = self.catalogue.source(part) or ""
             except (OSError, UnicodeDecodeError):
                 source = ""
             if self._contract(loc, source, context, expression=False, label=f"templates/{part}"):
                 self._file(loc, part, context, extra, source)
+
+    def _is_file(self, part: str) -> bool:
+        try:
+            return self.catalogue.source(part) is not None
+        except (OSError, UnicodeDecodeError):
+            return (self.templates_dir / part).is_file()
 
     def _file(self, loc: Loc, part: str, context: Contexts | None,
               extra: dict[str, Any], source: str = "") -> None:
@@ -335,6 +359,11 @@ class TouchPointChecker:
             self._add(loc, f"{_where(label, exc)}fails with the sample data: "
                            f"{type(exc).__name__}: {exc}", hint=_NAMES_HINT)
         return False
+
+
+@lru_cache(maxsize=4096)  # a text or template shared by many touch points is parsed once
+def _step_refs(source: str, expression: bool) -> tuple[str, ...]:
+    return tuple(step_references(source, expression=expression))
 
 
 def _where(label: str, exc: BaseException) -> str:

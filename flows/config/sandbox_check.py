@@ -10,15 +10,16 @@ one of Python's internal names (``mro``, ``func_globals``, ``gi_frame`` …).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, nodes
+from jinja2 import nodes
 from pydantic import BaseModel
 
 from flows.config.diagnostics import DOCS_GUIDE, Loc, Problem
 from flows.config.parsing import Unparsed, iter_marked, step_lists
-from flows.templating import HTML_SUFFIX, TEXT_SUFFIX, make_environment
+from flows.templating import HTML_SUFFIX, TEXT_SUFFIX, syntax_tree
 
 #: names of Python internals that do not start with an underscore
 INTERNAL_NAMES = frozenset({
@@ -33,9 +34,6 @@ _HINT = ("templates and expressions may use the names in docs/getting-started.md
          "fields; private and internal Python names are not available (a data field whose "
          "name starts with one underscore is read as event.data['_id'])")
 
-_env = make_environment()
-
-
 def forbidden(name: Any, *, subscript: bool = False) -> bool:
     """A private or internal name; a subscript may name a data field ``_id`` (not ``__x``)."""
     if not isinstance(name, str):
@@ -46,11 +44,14 @@ def forbidden(name: Any, *, subscript: bool = False) -> bool:
 def unsafe_names(source: str, *, expression: bool) -> list[tuple[int, str]]:
     """(line, name) of every private or internal attribute ``source`` reaches for, in order;
     nothing if it does not parse (the syntax error is reported elsewhere)."""
-    text = "{{ " + source + " }}" if expression else source
-    try:
-        tree = _env.parse(text)
-    except TemplateError:
-        return []
+    return list(_unsafe_names(source, expression))
+
+
+@lru_cache(maxsize=2048)  # a template shared by many touch points is walked once
+def _unsafe_names(source: str, expression: bool) -> tuple[tuple[int, str], ...]:
+    tree = syntax_tree(source, expression)
+    if tree is None:
+        return ()
     found = [(node.lineno, name) for node, name in _attribute_filters(tree)
              if any(forbidden(part) for part in name.split("."))]
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -62,7 +63,7 @@ def unsafe_names(source: str, *, expression: bool) -> list[tuple[int, str]]:
             continue
         if forbidden(name, subscript=subscript):
             found.append((node.lineno, name))
-    return sorted(set(found))
+    return tuple(sorted(set(found)))
 
 
 def _attribute_filters(tree: nodes.Template) -> Iterator[tuple[nodes.Node, str]]:
@@ -81,16 +82,20 @@ def _attribute_filters(tree: nodes.Template) -> Iterator[tuple[nodes.Node, str]]
 
 def includes(source: str) -> list[str]:
     """The template names ``source`` includes, imports or extends by a constant name."""
-    try:
-        tree = _env.parse(source)
-    except TemplateError:
-        return []
+    return list(_includes(source))
+
+
+@lru_cache(maxsize=2048)
+def _includes(source: str) -> tuple[str, ...]:
+    tree = syntax_tree(source, False)
+    if tree is None:
+        return ()
     names = []
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         target = node.template
         if isinstance(target, nodes.Const) and isinstance(target.value, str):
             names.append(target.value)
-    return names
+    return tuple(names)
 
 
 def check_sandbox(*, name: Any, trigger: Any, audience: Any, entry: Any, steps: list[Any],
@@ -139,19 +144,55 @@ def _report(problems: list[Problem], loc: Loc, found: list[tuple[int, str]], *,
                                      f"use", hint=_HINT, docs=DOCS_GUIDE))
 
 
+#: (templates folder, template name) -> (what was read, and its unsafe names per part)
+_found: dict[tuple[str, str], tuple[tuple, list[tuple[str, tuple[tuple[int, str], ...]]]]] = {}
+
+
 def _template(problems: list[Problem], loc: Loc, name: str, root: Path) -> None:
+    key = (str(root), name)
+    held = _found.get(key)
+    if held is None or _stamps(root, held[0]) != held[0]:
+        held = _walk_template(name, root)
+        _found[key] = held
+    for part, found in held[1]:
+        _report(problems, loc, list(found), multiline=True, label=f"templates/{part}")
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _stamps(root: Path, read: tuple) -> tuple:
+    """``read`` as it is on disk now (each part's stamp taken again)."""
+    return tuple((part, _stamp(root / part)) for part, _ in read)
+
+
+def _walk_template(name: str, root: Path) -> tuple[tuple, list]:
+    """A template's parts and the templates they include: the stamp of every file looked at
+    (a missing one too, so that creating it counts as a change), and the unsafe names of each
+    part read."""
     todo = [f"{name}{suffix}" for suffix in (TEXT_SUFFIX, HTML_SUFFIX)]
     seen: set[str] = set()
+    read: list[tuple[str, Any]] = []
+    found: list[tuple[str, tuple[tuple[int, str], ...]]] = []
+    resolved_root = root.resolve()
     while todo:
         part = todo.pop(0)
         path = root / part
-        if part in seen or not path.is_file() or root.resolve() not in path.resolve().parents:
+        if part in seen:
             continue
         seen.add(part)
+        read.append((part, _stamp(path)))
+        if not path.is_file() or resolved_root not in path.resolve().parents:
+            continue
         try:
             source = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue  # reported by the template check
-        _report(problems, loc, unsafe_names(source, expression=False), multiline=True,
-                label=f"templates/{part}")
+        found.append((part, _unsafe_names(source, False)))
         todo += includes(source)
+    return tuple(read), found

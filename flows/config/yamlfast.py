@@ -23,7 +23,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.nodes import ScalarNode as RuamelScalar
 from ruamel.yaml.resolver import implicit_resolvers
 
-from flows.config.yamlload import CORE, MAX_BYTES, MAX_DEPTH
+from flows.config.diagnostics import Loc, Positions
+from flows.config.yamlload import CORE, MAX_BYTES, MAX_DEPTH, YamlDocument, load_yaml
 
 UNSURE = object()
 _STR = CORE + "str"
@@ -59,8 +60,19 @@ class _Unsure(Exception):
     pass
 
 
-def load_yaml_fast(text: str) -> Any:
-    """The data of ``text``, or :data:`UNSURE` (read it with ``load_yaml`` instead)."""
+def read_yaml(text: str) -> YamlDocument:
+    """What :func:`flows.config.yamlload.load_yaml` gives (data, positions, problems), read by
+    libyaml when it is sure, the careful way otherwise."""
+    positions = Positions()
+    data = load_yaml_fast(text, positions=positions)
+    if data is UNSURE:
+        return load_yaml(text)
+    return YamlDocument(data=data, positions=positions)
+
+
+def load_yaml_fast(text: str, *, positions: Positions | None = None) -> Any:
+    """The data of ``text``, or :data:`UNSURE` (read it with ``load_yaml`` instead).
+    ``positions`` (if given) receives the line and column of every key and value."""
     if len(text) > MAX_BYTES or _TAG_OR_DIRECTIVE.search(text):
         return UNSURE
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
@@ -75,24 +87,28 @@ def load_yaml_fast(text: str) -> Any:
     if root is None:
         return UNSURE  # an empty file: the careful reader says so
     try:
-        return _Builder().build(root, 0)
+        return _Builder(positions).build(root, ())
     except (_Unsure, RecursionError):
         return UNSURE
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, positions: Positions | None) -> None:
         self.seen: set[int] = set()
         self.constructor = None
+        self.positions = positions
 
-    def build(self, node: yaml.Node, depth: int) -> Any:
-        if depth > MAX_DEPTH or id(node) in self.seen:  # too deep, or an alias
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        if len(loc) > MAX_DEPTH or id(node) in self.seen:  # too deep, or an alias
             raise _Unsure
+        if self.positions is not None:
+            mark = node.start_mark
+            self.positions.values.setdefault(loc, (mark.line + 1, mark.column + 1))
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
         self.seen.add(id(node))
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-            return [self.build(item, depth + 1) for item in node.value]
+            return [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -105,7 +121,10 @@ class _Builder:
                     raise _Unsure from None
                 if known:
                     raise _Unsure  # a duplicate key
-                out[key] = self.build(value_node, depth + 1)
+                if self.positions is not None:
+                    mark = key_node.start_mark
+                    self.positions.keys[loc + (key,)] = (mark.line + 1, mark.column + 1)
+                out[key] = self.build(value_node, loc + (key,))
             return out
         raise _Unsure
 

@@ -44,12 +44,14 @@ def test_a_file_that_does_not_parse_raises_a_config_error(project):
         load_config_fast(project)
 
 
-def test_the_fast_load_gives_the_same_touch_points_as_the_checked_load(project):
-    from flows.config import load_config
+def test_the_fast_load_gives_the_same_touch_points_as_the_careful_checked_load(project):
+    from flows.config.checker import check_document
     from flows.config.definitions import definition
+    from flows.config.yamlload import load_yaml
 
     fast = load_config_fast(project)
-    checked = load_config(project)
+    checked = check_document(load_yaml(project.read_text()), file=str(project),
+                             templates_dir=project.parent / "templates").config  # ruamel
     assert fast is not checked
     assert fast == checked
     assert list(fast.touchpoints) == list(checked.touchpoints)
@@ -67,15 +69,16 @@ def test_on_the_corpus_the_fast_load_agrees_with_the_careful_parse(source, tmp_p
     """Each invalid file either fails the fast load with the diagnostics of the careful
     structure parse (positions included), or only has errors the fast load leaves to
     `touchpoints check` (references, templates) and then gives the careful parse's models."""
-    from flows.config import check_text
+    from flows.config.checker import check_document
+    from flows.config.yamlload import load_yaml
     from tests.config.support import write_templates
 
     forget_loaded()
     write_templates(tmp_path)
     target = tmp_path / "touchpoints.yaml"
     shutil.copy(source, target)
-    careful = check_text(target.read_text(encoding="utf-8-sig"), file=str(target),
-                         templates_dir=tmp_path / "templates", full=False)
+    careful = check_document(load_yaml(target.read_text(encoding="utf-8-sig")),
+                             file=str(target), templates_dir=tmp_path / "templates", full=False)
     if careful.diagnostics:
         with pytest.raises(ConfigError) as raised:
             load_config_fast(target)

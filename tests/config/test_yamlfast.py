@@ -84,3 +84,25 @@ def test_any_mapping_of_plain_scalars_reads_the_same_both_ways(data):
         else:
             lines.append(f"{key}: {value}")
     _same("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.parent.name + "/" + p.name)
+def test_every_key_and_value_is_placed_where_the_careful_read_places_it(path):
+    from flows.config.yamlfast import read_yaml
+
+    text = path.read_text(encoding="utf-8-sig")
+    fast, careful = read_yaml(text), load_yaml(text)
+    assert fast.data == careful.data
+    assert fast.problems == careful.problems
+    assert fast.positions.keys == careful.positions.keys
+    assert fast.positions.values == careful.positions.values
+
+
+def test_columns_count_characters_not_bytes_both_ways():
+    from flows.config.yamlfast import read_yaml
+
+    text = "a: {é: «x», b: [ü, 1]}\nc: >\n  ñ\n  o\nd: 'ç' \n"
+    fast, careful = read_yaml(text), load_yaml(text)
+    assert fast.positions.values == careful.positions.values
+    assert fast.positions.keys == careful.positions.keys
+    assert fast.positions.values[("a", "b", 1)] == (1, 20)  # characters
