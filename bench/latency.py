@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench.intake import Serve, percentile, write_customers  # noqa: E402
-from bench.measure import load, machine  # noqa: E402
+from bench.intake import Serve, percentile, write_customers
+from bench.measure import load, machine
 
 TARGETS = {"first_email_p50_s": 5.0, "matched_event_p50_s": 10.0}
 

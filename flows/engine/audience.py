@@ -39,13 +39,16 @@ def iter_segment(session, touchpoint, *, event: dict, config, batch_size: int,
     """Yield customer ids matching the segment, a batch at a time (keyset pagination)."""
     from flows.store.customers import to_view
 
+    from flows.engine.pushdown import sql_filter
+
     expression = touchpoint.audience.segment
     test = compile_expression(expression)
+    narrowed = sql_filter(expression, event)  # what SQL can say; the expression still decides
     base = build_context(config=config, customer=None, event=event, trigger=event, results={},
                          journey_id="", touchpoint=touchpoint.name, now=now)
     last = ""
     while True:
-        rows = session.scalars(select(Customer).where(Customer.id > last)
+        rows = session.scalars(select(Customer).where(Customer.id > last, *narrowed)
                                .order_by(Customer.id).limit(batch_size)).all()
         if not rows:
             return

@@ -24,7 +24,7 @@ def test_the_artifact_counts_every_row_lists_fifty_and_says_how_many_more(store)
                           + rows("email.sent", 7, run="another-run"))
     with store.session() as session:
         statements: list[str] = []
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        listener = lambda *args: statements.append(args[2])
         event.listen(store.engine, "before_cursor_execute", listener)
         try:
             markdown = run_report(session, touchpoint="outage", journey_id="j-1",
