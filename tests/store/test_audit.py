@@ -286,7 +286,14 @@ def _append(url: str, worker: int, count: int) -> None:
         store.dispose()
 
 
-def test_writers_in_several_processes_keep_one_unbroken_chain(store):
+def test_writers_in_several_processes_keep_one_unbroken_chain(store, monkeypatch):
+    from flows.settings import reset_settings
+
+    # every process derives the same key from the environment (the parent's cached settings of
+    # an earlier test must not decide it)
+    monkeypatch.setenv("TOUCHPOINTS_AUDIT_KEY", "several-writers-" + "k" * 32)
+    reset_settings()
+    audit.use_keys(None)
     workers, each = 4, 15
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.starmap(_append, [(store.url, w, each) for w in range(workers)])
