@@ -286,9 +286,10 @@ def _append(url: str, worker: int, count: int) -> None:
         store.dispose()
 
 
-def test_writers_in_several_processes_keep_one_unbroken_chain(store, monkeypatch):
+def test_writers_in_several_processes_keep_one_unbroken_chain(store, monkeypatch, request):
     from flows.settings import reset_settings
 
+    request.addfinalizer(reset_settings)
     # every process derives the same key from the environment (the parent's cached settings of
     # an earlier test must not decide it)
     monkeypatch.setenv("TOUCHPOINTS_AUDIT_KEY", "several-writers-" + "k" * 32)
