@@ -419,6 +419,25 @@ def _audience_and_entry() -> list[str]:
     return out
 
 
+def _exit_when() -> list[str]:
+    from flows.config.models import EventType, ExitWhen
+
+    out = ["## Exit conditions", "",
+           ("`exit_when:` lists events that end a touch point's journeys at once, when the "
+            "event arrives: e.g. `exit_when: [{event: contract.renewed, goal: Renewed}]`. "
+            "Members still active or waiting are exited with the goal (counted as a goal "
+            "reached) or the reason, nothing of theirs resumes, and the journey ends."), "",
+           inspect.getdoc(ExitWhen) or "", ""]
+    out += fields_table(ExitWhen, skip=())
+    out += ["", ("An event type's `updates:` sets customer fields from its data when it "
+                 "arrives (e.g. `{contract_end: new_contract_end}`); waits relative to a "
+                 "changed date (`until: 60d before contract_end`) move with it, as they do "
+                 "when an import or the API changes the customer."), ""]
+    out += [line for line in fields_table(EventType, skip=())
+            if line.startswith("| `updates`") or not line.startswith("| `")]
+    return out
+
+
 def _context() -> list[str]:
     from flows.config.samples import company_sample, sample_context, sample_event
     from flows.steps import kinds
@@ -492,9 +511,11 @@ def render_reference() -> str:
          "the language is described in [architecture.md](architecture.md), and adding a step "
          "kind in [extending.md](extending.md).")],
         [("Contents: [Step kinds](#step-kinds) · [Triggers](#triggers) · [Audience](#audience) · "
-         "[Entry rules](#entry-rules) · [Templates and expressions](#templates-and-expressions) "
+         "[Entry rules](#entry-rules) · [Exit conditions](#exit-conditions) · "
+         "[Templates and expressions](#templates-and-expressions) "
          "· [Events built in](#events-built-in) · [Email categories](#email-categories)")],
-        _step_kinds(), _triggers(), _audience_and_entry(), _context(), _engine_events(),
+        _step_kinds(), _triggers(), _audience_and_entry(), _exit_when(), _context(),
+        _engine_events(),
         _categories(),
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"

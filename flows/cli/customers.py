@@ -33,6 +33,17 @@ def _categories(s: Settings) -> set[str] | None:
     return set(load_config(s.config_file).categories)
 
 
+def _following_dates(s: Settings):
+    """With a touchpoints.yaml: waits relative to a changed contract date move with it."""
+    if not s.config_file.exists():
+        return None
+    from flows.engine.core import current_engine
+    from flows.engine.rescheduling import following_dates
+
+    engine = current_engine()
+    return lambda session, ids: following_dates(engine, session, ids, actor=cli_actor())
+
+
 def _customer_json(row, prefs: dict | None = None) -> dict[str, Any]:
     data = {name: getattr(row, name) for name in (
         "id", "name", "email", "timezone", "region", "plan", "contract_start", "contract_end",
@@ -73,7 +84,8 @@ def register(app: typer.Typer) -> None:
         from flows.store.customers import HINT_FIX, import_customers
 
         s = settings()
-        report = import_customers(_store(), file, actor=cli_actor(), categories=_categories(s))
+        report = import_customers(_store(), file, actor=cli_actor(), categories=_categories(s),
+                                  around=_following_dates(s))
         if as_json:
             out.print_json(json.dumps(report.as_dict()))
         else:

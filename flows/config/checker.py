@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from flows.config.definitions import remember as remember_definitions
 from flows.config.contractcheck import Contracts, declared_fields, example_problems
+from flows.config.exitcheck import check_exit_when
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
 from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
@@ -134,9 +135,10 @@ class _Checker:
             if catalogue is None or not isinstance(raw, dict):
                 continue
             trigger, audience, entry = self._pieces(config, name, raw)
-            TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems).run(
-                trigger=trigger, audience=audience, entry=entry,
-                steps=self.steps.get(name, []))
+            checker = TouchPointChecker(name=name, catalogue=catalogue, problems=self.problems)
+            checker.run(trigger=trigger, audience=audience, entry=entry,
+                        steps=self.steps.get(name, []))
+            check_exit_when(checker, raw, audience)
             check_sandbox(name=name, trigger=trigger, audience=audience, entry=entry,
                           steps=self.steps.get(name, []), templates_dir=self.templates_dir,
                           problems=self.problems)

@@ -46,7 +46,7 @@ from flows.config.triggers import (
 )
 from flows.durations import Duration
 from flows.errors import NotFoundError
-from flows.steps.base import Marker, StepConfig
+from flows.steps.base import EventRef, Expression, Marker, StepConfig
 
 __all__ = [
     "DEFER_STEPS",
@@ -62,6 +62,7 @@ __all__ = [
     "EscalationLevel",
     "EventTrigger",
     "EventType",
+    "ExitWhen",
     "InactivityTrigger",
     "LocalTime",
     "ScheduleTrigger",
@@ -199,6 +200,12 @@ class Team(BaseModel):
     description: str | None = None
 
 
+#: the customer fields an event may update from its data (``updates:``), and their type
+UPDATABLE = {"contract_start": "date", "contract_end": "date", "plan": "string",
+             "region": "string"}
+CustomerField = Literal["contract_start", "contract_end", "plan", "region"]
+
+
 class EventType(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str
@@ -206,6 +213,11 @@ class EventType(BaseModel):
     fields: dict[str, FieldSpec] = Field(default_factory=dict,
                                          description="The data contract: each field's type, "
                                                      "whether it is required, what it means.")
+    updates: dict[CustomerField, str] = Field(
+        default_factory=dict,
+        description="Customer fields the event sets from its data when it arrives, e.g. "
+                    "{contract_end: new_contract_end}; a field the event leaves out is left "
+                    "as it is. Waits relative to a changed date move with it.")
 
     @model_validator(mode="after")
     def _example_fits(self) -> EventType:
@@ -215,6 +227,19 @@ class EventType(BaseModel):
         if problems:
             raise ValueError("the example does not satisfy the fields: " + "; ".join(
                 f"{k}: {v}" for k, v in problems.items()))
+        return self
+
+    @model_validator(mode="after")
+    def _updates_declared(self) -> EventType:
+        for target, source in self.updates.items():
+            spec = self.fields.get(source)
+            if spec is None:
+                raise ValueError(f"updates: {target} comes from {source!r}, which is not one "
+                                 f"of the fields; declare it under fields: (type "
+                                 f"{UPDATABLE[target]})")
+            if spec.type != UPDATABLE[target]:
+                raise ValueError(f"updates: {target} is a {UPDATABLE[target]}, but {source} "
+                                 f"is declared as {spec.type}")
         return self
 
 
@@ -236,6 +261,33 @@ ENGINE_EVENTS: dict[str, EventType] = {
 
 
 # --------------------------------------------------------------------------- touch points
+class ExitWhen(BaseModel):
+    """End the touch point's journeys when ``event`` arrives: a customer journey when the event
+    is about its customer, a segment journey when ``match`` (over ``event`` and ``trigger``) is
+    true, or, without ``match``, only the member the event is about. Give exactly one of
+    ``goal`` (counted as a goal reached) or ``reason``."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: EventRef
+    goal: str | None = Field(None, min_length=1, max_length=200,
+                             description="What was achieved, e.g. Renewed.")
+    reason: str | None = Field(None, min_length=1, max_length=200,
+                               description="Why the journey ends, e.g. order cancelled.")
+    match: Expression | None = Field(
+        None, description="Only when this is true, e.g. "
+                          "event.data.job_id == trigger.data.job_id.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ExitWhen:
+        if (self.goal is None) == (self.reason is None):
+            raise ValueError("give exactly one of 'goal' (what was achieved) or 'reason'")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.goal or self.reason or ""
+
+
 def iter_steps(steps: Iterable[Any]) -> Iterator[Any]:
     """Every step, depth first in document order, nested ones included."""
     for step in steps:
@@ -252,6 +304,10 @@ class TouchPoint(BaseModel):
     audience: Audience
     entry: Entry = Field(default_factory=Entry)
     steps: Annotated[list[StepConfig], Marker("steps")]
+    exit_when: list[ExitWhen] = Field(
+        default_factory=list,
+        description="Events that end the journey at once, with a goal or a reason "
+                    "(e.g. [{event: contract.renewed, goal: Renewed}]).")
     enabled: bool = True
     holdout: Share | None = Field(
         None, description="A share of the entrants (e.g. 10%) kept as a control group: they "

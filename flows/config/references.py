@@ -131,6 +131,12 @@ class TouchPointChecker:
                 self._fields(model, place.loc, earlier=place.earlier,
                              context=self._context(place))
 
+    def check_beside(self, model: BaseModel, loc: Loc) -> None:
+        """A model that sits beside the trigger (an ``exit_when``), checked as the trigger is,
+        its own ``event`` being the event it names. Call after :meth:`run`."""
+        top = None if self.trigger_event is None else _Place(None, self.loc, [])
+        self._fields(model, loc, earlier=[], context=top and self._context(top))
+
     def _duplicates(self, places: list[_Place]) -> None:
         first: dict[str, Loc] = {}
         for place in places:

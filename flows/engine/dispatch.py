@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from flows import clock
 from flows.engine.context import build_context
+from flows.engine.goals import at_intake
 from flows.engine.intake import refuse_bad_data
 from flows.engine.journeys import continuation_id
 from flows.engine.matching import answered_results, event_dict, matches
@@ -128,12 +129,14 @@ class Dispatcher:
                      detail={"event_id": event_id, "type": type}, at=now)
         if customer_id:
             session.get(Customer, customer_id).last_contact_at = now
+        ended = at_intake(self.engine, session, event, now)  # exit_when, then updates:
         wakes = self._wake(session, event, now)
         starts, skipped = self._starts(session, event, now)
         self._queue_units(session, event_id, starts, wakes)
         plan = {"starts": starts, "wakes": wakes, "skipped": skipped}
         row.result = {"started": [s["touchpoint"] for s in starts],
-                      "resumed": [w["journey_id"] for w in wakes], "plan": plan}
+                      "resumed": [w["journey_id"] for w in wakes], "plan": plan,
+                      "ended": [e["journey_id"] for e in ended]}
         if not self.outbox:
             return plan, None
         row.status, row.dispatched_at = "dispatched", now  # durable with its units

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flows.engine import alerts, holdouts, units
 from flows.engine.audience import entry_key, iter_segment
+from flows.engine.goals import keep_ended
 from flows.engine.matching import answered_results, arrived_already
 from flows.engine.versions import pin as pin_version
 from flows.steps import get as get_kind
@@ -274,6 +275,7 @@ class JourneyOps:
                 alerts.record_failures(session, touchpoint=touchpoint.name, step=step.id, now=now,
                                        failures=[(by_id[mid].customer_id, reason)
                                                  for mid, reason in failures.items()])
+        keep_ended(session, journey_id=journey_id, member_ids=list(by_id), now=now)
         missing = [r for r in rows if r.customer_id not in customers]
         for row in missing:  # a customer deleted while the journey ran
             row.status, row.reason = "exited", "customer no longer in the directory"

@@ -1,19 +1,20 @@
 """The report's figures, each one GROUP BY query over the store (never whole ORM rows).
 
-Medians are computed in Python over one bounded, aggregated column stream (two timestamps per
-task), never over loaded rows. Works on SQLite and PostgreSQL alike.
+Medians are read from GROUP BY histograms (whole minutes per team), never from loaded rows.
+Works on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
-from statistics import median
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from flows import clock
+from flows.reports.sql import median, seconds_between
 from flows.store.tables import AuditRow, Delivery, Journey, Member, Survey, Task
 
 DETRACTOR_LIMIT = 50
@@ -110,6 +111,17 @@ def _pct(part, whole) -> float | None:
     return round(100 * (part or 0) / whole, 1) if whole else None
 
 
+def _minutes_to(session: Session, where: list, end) -> dict[str, Counter]:
+    """{team: {minutes from creation to ``end``: tasks}}: one GROUP BY, whole minutes."""
+    minutes = ((seconds_between(Task.created_at, end) + 30) // 60).label("minutes")
+    inner = select(Task.team.label("team"), minutes).where(*where, end.is_not(None)).subquery()
+    out: dict[str, Counter] = {}
+    for team, value, n in session.execute(select(inner.c.team, inner.c.minutes, func.count())
+                                          .group_by(inner.c.team, inner.c.minutes)):
+        out.setdefault(team, Counter())[value] += n
+    return out
+
+
 def teams(session: Session, since=None, touchpoint=None, now=None) -> dict[str, dict[str, Any]]:
     """Per team: tasks, SLA compliance (of the tasks that are due or done: an open task not yet
     due has missed nothing), median hours to acknowledge and complete, escalations."""
@@ -131,21 +143,12 @@ def teams(session: Session, since=None, touchpoint=None, now=None) -> dict[str, 
          .where(*where, Task.escalation_level > 0).group_by(Task.team, Task.escalation_level))
     for team, level, n in session.execute(q):
         out[team]["escalations"][str(level)] = n
-    ack: dict[str, list[float]] = {}
-    done: dict[str, list[float]] = {}
-    stream = session.execute(select(Task.team, Task.created_at, Task.acknowledged_at,
-                                    Task.completed_at).where(*where)
-                             .execution_options(yield_per=2000))
-    for team, created, acked, completed in stream:
-        if acked is not None:
-            ack.setdefault(team, []).append((acked - created).total_seconds() / 3600)
-        if completed is not None:
-            done.setdefault(team, []).append((completed - created).total_seconds() / 3600)
-    for team, entry in out.items():
-        if ack.get(team):
-            entry["median_ack_hours"] = round(median(ack[team]), 2)
-        if done.get(team):
-            entry["median_complete_hours"] = round(median(done[team]), 2)
+    for key, end in (("median_ack_hours", Task.acknowledged_at),
+                     ("median_complete_hours", Task.completed_at)):
+        for team, histogram in _minutes_to(session, where, end).items():
+            value = median(histogram)
+            if team in out and value is not None:
+                out[team][key] = round(value / 60, 2)
     return out
 
 

@@ -82,6 +82,21 @@ def percentile(histogram: Counter, share: float) -> int | None:
     return max(histogram)  # unreachable: the ranks add up to total
 
 
+def median(histogram: Counter) -> float | None:
+    """The median of a {value: count} histogram (the mean of the middle two for an even n)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    wanted = [(total + 1) // 2, total // 2 + 1] if total % 2 == 0 else [(total + 1) // 2]
+    found, seen = [], 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        while wanted and seen >= wanted[0]:
+            found.append(value)
+            wanted.pop(0)
+    return sum(found) / len(found)
+
+
 def latency(histogram: Counter) -> dict[str, float | int | None]:
     """{n, p50_minutes, p95_minutes} of a histogram of seconds."""
     def minutes(seconds: int | None) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,16 +90,19 @@ class ImportReport:
 
 # --------------------------------------------------------------------------- importing
 def import_customers(store: Store, path: str | Path, *, actor: str,
-                     categories: Collection[str] | None = None) -> ImportReport:
+                     categories: Collection[str] | None = None, around=None) -> ImportReport:
     """Import a .csv or .json file of customers in one transaction, keeping the good rows.
 
     ``categories``, when given, are the email categories of touchpoints.yaml: an unsubscribe
-    from any other category is a bad row (it would otherwise silently not apply)."""
+    from any other category is a bad row (it would otherwise silently not apply).
+    ``around(session, ids)``, when given, is a context manager entered around the import in
+    its transaction (the CLI's: waits follow changed contract dates)."""
     path = Path(path)
     raw = read_file(path)
     rows = parse_rows(path, raw)
     detail = {"file": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
-    with store.session() as session:
+    ids = [r.data.get("id") for r in rows if isinstance(r.data, Mapping)]
+    with store.session() as session, (around(session, ids) if around else nullcontext()):
         return import_rows(session, rows, actor=actor, source=str(path), categories=categories,
                            detail=detail)
 

@@ -55,6 +55,7 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flows.engine.rescheduling import following_dates
 from flows.errors import (
     ConfigError,
     EventDataError,
@@ -470,8 +471,9 @@ def _upsert(engine, customer_id: str, payload: dict, caller: Principal) -> tuple
         try:
             with engine.store.session() as session:
                 created = session.get(Customer, customer_id) is None
-                row = customers.upsert_customer(session, data, actor=caller.actor, source="api",
-                                                categories=_categories(engine))
+                with following_dates(engine, session, [customer_id], actor=caller.actor):
+                    row = customers.upsert_customer(session, data, actor=caller.actor,
+                                                    source="api", categories=_categories(engine))
                 return created, _customer_json(row)
         except IntegrityError:  # created by a concurrent PUT: this one becomes the update
             if attempt:
@@ -509,7 +511,9 @@ async def put_customer(request: Request, customer_id: str, caller: Caller) -> JS
 def _import(engine, rows: list, caller: Principal) -> dict:
     from flows.store import customers
 
-    with engine.store.session() as session:
+    with engine.store.session() as session, following_dates(  # waits follow changed dates
+            engine, session, (r.get("id") for r in rows if isinstance(r, dict)),
+            actor=caller.actor):
         report = customers.import_rows(session, rows, actor=caller.actor, source="api",
                                        categories=_categories(engine))
     answer = report.as_dict()

@@ -125,3 +125,12 @@ def test_percentiles_are_nearest_rank():
     assert percentile(Counter({60: 1}), 0.95) == 60
     values = Counter(range(1, 101))
     assert (percentile(values, 0.5), percentile(values, 0.95)) == (50, 95)
+
+
+def test_the_median_of_a_histogram_is_the_mean_of_the_middle_two_for_an_even_n():
+    from flows.reports.sql import median
+
+    assert median(Counter()) is None
+    assert median(Counter({5: 1, 9: 1})) == 7
+    assert median(Counter({1: 2, 3: 1})) == 1
+    assert median(Counter({1: 1, 2: 2, 10: 1})) == 2
