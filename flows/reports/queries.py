@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from flows import clock
@@ -72,9 +72,15 @@ def emails(session: Session, since=None, touchpoint=None) -> dict[str, dict[str,
 
 
 def surveys(session: Session, since=None, touchpoint=None) -> dict[str, dict[str, Any]]:
-    """{touchpoint: {step: {question, sent, answered, response_rate, nps|csat, n}}}"""
+    """{touchpoint: {step: {question, sent, not_sent, answered, response_rate, nps|csat}}}"""
     answered = Survey.answered_at.is_not(None)
+    same = and_(Delivery.journey_id == Survey.journey_id, Delivery.step_id == Survey.step_id,
+                Delivery.customer_id == Survey.customer_id)
+    # a survey whose email never went out (suppressed, held out, bounced, still deferred) was
+    # not sent: its ledger rows exist and none is ``sent`` (a survey with no ledger row counts)
+    unsent = and_(exists().where(same), ~exists().where(same, Delivery.status == "sent"))
     q = (select(Survey.touchpoint, Survey.step_id, Survey.question, func.count(),
+                func.sum(case((unsent, 1), else_=0)),
                 func.count(Survey.answered_at),
                 func.sum(case((and_(answered, Survey.score >= 9), 1), else_=0)),
                 func.sum(case((and_(answered, Survey.score <= 6), 1), else_=0)),
@@ -82,8 +88,11 @@ def surveys(session: Session, since=None, touchpoint=None) -> dict[str, dict[str
          .where(*_since(Survey.created_at, since), *_tp(Survey.touchpoint, touchpoint))
          .group_by(Survey.touchpoint, Survey.step_id, Survey.question))
     out: dict[str, dict[str, Any]] = {}
-    for tp, step, question, sent, n, promoters, detractors, satisfied in session.execute(q):
-        figure: dict[str, Any] = {"question": question, "sent": sent, "answered": n,
+    for tp, step, question, created, not_sent, n, promoters, detractors, satisfied in (
+            session.execute(q)):
+        sent = created - int(not_sent or 0)
+        figure: dict[str, Any] = {"question": question, "sent": sent, "not_sent": created - sent,
+                                  "answered": n,
                                   "response_rate": round(100 * n / sent, 1) if sent else None}
         if question == "nps":
             figure["nps"] = round(100 * ((promoters or 0) - (detractors or 0)) / n, 1) if n else None

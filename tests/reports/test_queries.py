@@ -71,3 +71,24 @@ def test_since_and_touchpoint_narrow_the_report(store):
     with store.read_session() as session:
         assert build(session, since=T0 + timedelta(days=1))["journeys"] == {}
         assert build(session, touchpoint="renewal")["teams"] == {}
+
+
+def test_a_survey_whose_email_never_went_out_is_not_counted_as_sent(store):
+    with store.session() as session:
+        session.add(Journey(id="j9", touchpoint="check-in", entry_key="x", status="done",
+                            started_at=T0))
+        for i, status in enumerate(["sent", "suppressed", "deferred", None]):
+            session.add(Survey(id=f"q{i}", key=f"q{i}", journey_id="j9", touchpoint="check-in",
+                               step_id="csat", customer_id=f"C-{i}", question="csat", text="?",
+                               created_at=T0, expires_at=T0 + timedelta(days=9),
+                               score=5 if i == 0 else None,
+                               answered_at=T0 + timedelta(hours=1) if i == 0 else None))
+            if status:
+                session.add(Delivery(key=f"q{i}", journey_id="j9", step_id="csat",
+                                     customer_id=f"C-{i}", touchpoint="check-in",
+                                     category="surveys", recipient="a@x", message_id=f"q{i}",
+                                     status=status, created_at=T0))
+    with store.read_session() as session:
+        csat = build(session)["surveys"]["check-in"]["csat"]
+    assert (csat["sent"], csat["not_sent"], csat["answered"], csat["response_rate"]) == (
+        2, 2, 1, 50.0)
