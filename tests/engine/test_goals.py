@@ -284,3 +284,24 @@ def test_the_shipped_renewal_exits_on_contract_renewed():
     assert config.events["contract.renewed"].updates == {
         "contract_start": "new_contract_start", "contract_end": "new_contract_end",
         "plan": "plan"}
+
+
+def test_the_shipped_outage_update_ends_when_its_own_outage_is_resolved():
+    from flows.config.checker import load_config
+    from flows.engine.goals import _matches
+    from flows.store.tables import Journey as JourneyRow
+
+    config = load_config(REPO / "touchpoints.yaml")
+    (rule,) = config.touchpoints["outage-update"].exit_when
+    assert (rule.event, rule.goal) == ("outage.resolved", None)
+    journey = JourneyRow(id="j", touchpoint="outage-update", trigger={
+        "type": "outage.updated", "data": {"outage_id": "OUT-1", "regions": ["north"]}})
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def ends(**data) -> bool:
+        return _matches(config, rule, journey=journey, customer=None, now=now,
+                        event={"id": "e", "type": "outage.resolved", "data": data})
+
+    assert ends(outage_id="OUT-1", regions=["north"])
+    assert not ends(outage_id="OUT-2", regions=["north"])
+    assert not ends(regions=["north"])  # no id: the update's first step looks for it instead
