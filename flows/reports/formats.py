@@ -30,12 +30,10 @@ def _score(figure: dict) -> str:
     return "custom question"
 
 
-def _week_cells(series: dict[str, dict], weeks: list[str], key: str) -> str:
-    cells = []
-    for week in weeks:
-        value = series.get(week, {}).get(key)
-        cells.append("-" if value is None else str(value))
-    return " ".join(cells)
+def _weekly(data: dict[str, Any]):
+    from flows.reports.weekly_rows import rows
+
+    return rows(data)
 
 
 def to_text(data: dict[str, Any]) -> str:
@@ -81,19 +79,12 @@ def to_text(data: dict[str, Any]) -> str:
                          f"notice {_latency(e['notice'])}; resolution {_latency(e['resolution'])}"
                          + (f"; updates {e['updates_sent']} (max {e['max_updates_per_customer']} "
                             f"per customer)" if kind == "outage" else ""))
-    trends = data.get("trends")
-    if trends:
-        weeks = trends["weeks"]
-        lines.append(f"Weekly trends ({weeks[0]} to {weeks[-1]}, '-' = no data)" if weeks
-                     else "Weekly trends")
-        for question in ("nps", "csat"):
-            for tp, series in sorted(trends[question].items()):
-                lines.append(f"  {question.upper()} {tp}: {_week_cells(series, weeks, 'score')}")
-        for team, series in sorted(trends["sla"].items()):
-            lines.append(f"  SLA ack % {team}: "
-                         f"{_week_cells(series, weeks, 'acknowledged_in_sla_pct')}")
-        for tp, series in sorted(trends["journeys"].items()):
-            lines.append(f"  started {tp}: {_week_cells(series, weeks, 'started')}")
+    weeks, weekly = _weekly(data)
+    if weeks:
+        lines.append(f"Weekly trends ({weeks[0]} to {weeks[-1]}, '-' = no data)")
+        for row in weekly:
+            lines.append(f"  {row.figure} · {row.name}: "
+                         + " ".join("-" if c is None else str(c) for c in row.cells))
     return "\n".join(lines)
 
 
@@ -130,7 +121,7 @@ def to_csv(data: dict[str, Any]) -> str:
                 if key in e:
                     writer.writerow([kind, e["id"], "", key, e[key]])
     trends = data.get("trends") or {}
-    for figure in ("nps", "csat", "journeys", "emails", "sla"):
+    for figure in ("nps", "csat", "journeys", "emails", "responses", "sla"):
         for name, series in trends.get(figure, {}).items():
             for week, values in sorted(series.items()):
                 for key, value in values.items():
@@ -177,6 +168,13 @@ def to_markdown(data: dict[str, Any], *, title: str) -> str:
                              f"{_md(e['updates_per_customer'])} | "
                              f"{_minutes(e['resolution']['p50_minutes'])} | "
                              f"{_minutes(e['resolution']['p95_minutes'])} |")
+    weeks, weekly = _weekly(data)
+    if weeks and weekly:
+        lines += ["", "## Week by week", "", "| figure | name | " + " | ".join(weeks) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in weeks) + " |"]
+        for row in weekly:
+            lines.append(f"| {_md(row.figure)} | {_md(row.name)} | "
+                         + " | ".join(_md(c) for c in row.cells) + " |")
     if data["detractors"]:
         lines += ["", "## Detractors", "", ("| customer | touch point | score | comment | "
                   "follow-up |"), "| --- | --- | --- | --- | --- |"]

@@ -44,12 +44,26 @@ def journeys(session: Session, since, touchpoint) -> dict[str, dict[str, dict]]:
     for tp, w, n in session.execute(q):
         out.setdefault(tp, {}).setdefault(week_label(w), {"started": 0, "goals": 0})["started"] = n
     week = week_start(AuditRow.at)
-    q = (select(AuditRow.touchpoint, week, func.count())
-         .where(AuditRow.result == "goal", AuditRow.touchpoint.is_not(None),
+    q = (select(AuditRow.touchpoint, week, AuditRow.result, func.count())
+         .where(AuditRow.result.in_(("goal", "exited")), AuditRow.touchpoint.is_not(None),
                 *_where(AuditRow.at, AuditRow.touchpoint, since, touchpoint))
-         .group_by(AuditRow.touchpoint, week))
-    for tp, w, n in session.execute(q):
-        out.setdefault(tp, {}).setdefault(week_label(w), {"started": 0, "goals": 0})["goals"] = n
+         .group_by(AuditRow.touchpoint, week, AuditRow.result))
+    for tp, w, result, n in session.execute(q):
+        entry = out.setdefault(tp, {}).setdefault(week_label(w), {"started": 0, "goals": 0})
+        entry["goals" if result == "goal" else "exited"] = n
+    return out
+
+
+def responses(session: Session, since, touchpoint) -> dict[str, dict[str, dict]]:
+    """{touchpoint: {week: {sent, answered, response_rate}}} by the week the survey was made."""
+    week = week_start(Survey.created_at)
+    q = (select(Survey.touchpoint, week, func.count(), func.count(Survey.answered_at))
+         .where(*_where(Survey.created_at, Survey.touchpoint, since, touchpoint))
+         .group_by(Survey.touchpoint, week))
+    out: dict[str, dict[str, dict]] = {}
+    for tp, w, sent, answered in session.execute(q):
+        out.setdefault(tp, {})[week_label(w)] = {"sent": sent, "answered": answered,
+                                                 "response_rate": _pct(answered, sent)}
     return out
 
 
@@ -120,5 +134,6 @@ def build(session: Session, *, since: datetime | None = None, touchpoint: str | 
     return {"since": since.isoformat(), "weeks": weeks_between(since, now),
             "journeys": journeys(session, since, touchpoint),
             "emails": emails(session, since, touchpoint),
+            "responses": responses(session, since, touchpoint),
             "nps": scored["nps"], "csat": scored["csat"],
             "sla": sla(session, since, touchpoint, now)}

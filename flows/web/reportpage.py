@@ -53,6 +53,7 @@ def report_page(request: Request, since: str | None = None,
     if (login := gate(request)) is not None:
         return login
     from flows.reports.charts import all_charts, style_hashes
+    from flows.reports.weekly_rows import rows
 
     engine = engine_of(request)
     names = sorted(engine.config.touchpoints)
@@ -62,10 +63,12 @@ def report_page(request: Request, since: str | None = None,
         problem = f"There is no touch point “{touchpoint[:40]}”; showing all of them."
     data = _build(engine, chosen, tp)
     charts = all_charts(data)
+    weeks, weekly = rows(data)
     context = {"data": data, "problem": problem, "names": names, "touchpoint": tp,
                "since": chosen.date().isoformat() if chosen else "",
                "charts": [{"title": c.title, "svg": Markup(c.svg)} for c in charts],
                "detractors": data["detractors"][:DETRACTORS_SHOWN],
+               "weeks": weeks, "weekly": weekly,
                "kinds": {"outage": "Outages", "maintenance": "Planned maintenance"}}
     return render(request, "report.html", context, status=400 if problem and since and not chosen
                   else 200, csp=page_csp(style_hashes(charts)))

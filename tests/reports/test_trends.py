@@ -97,3 +97,56 @@ def test_without_since_the_trends_cover_twelve_weeks():
 def test_every_day_of_a_week_has_the_label_of_its_monday(moment):
     monday = moment - timedelta(days=moment.weekday())
     assert week_label(moment) == week_label(monday) == week_label(monday.date().isoformat())
+
+
+def test_survey_response_rates_and_exits_are_counted_week_by_week(store):
+    from flows.store import audit
+
+    with store.session() as session:
+        _fill(session)
+        audit.record_many(session, [
+            {"action": "journey.exited", "result": "exited", "actor": "system",
+             "touchpoint": "install", "customer_id": "C-2", "at": MONDAY_EARLY,
+             "reason": "order cancelled"},
+            {"action": "journey.goal", "result": "goal", "actor": "system",
+             "touchpoint": "install", "customer_id": "C-1", "at": SUNDAY_LATE,
+             "reason": "Installed"}])
+    with store.read_session() as session:
+        data = trends.build(session, since=datetime(2026, 11, 23, tzinfo=UTC), now=NOW)
+    assert data["journeys"]["install"] == {"2026-W48": {"started": 1, "goals": 1},
+                                           "2026-W49": {"started": 1, "goals": 0, "exited": 1}}
+    # by the week the survey was made (a day before its answer: all in W48), s9 unanswered
+    assert data["responses"]["install"] == {
+        "2026-W48": {"sent": 6, "answered": 6, "response_rate": 100.0},
+        "2026-W49": {"sent": 1, "answered": 0, "response_rate": 0.0}}
+
+
+def test_every_weekly_figure_is_one_row_with_a_cell_per_week():
+    from flows.reports.formats import to_markdown, to_text
+    from flows.reports.weekly_rows import rows
+
+    data = {"generated_at": NOW.isoformat(), "since": None, "journeys": {}, "emails": {},
+            "surveys": {}, "detractors": [], "teams": {},
+            "outages": {"outage": {"total": {"incidents": 0, "customers_notified": 0,
+                                             "notice": {}, "resolution": {},
+                                             "updates_sent": 0, "updates_per_customer": None},
+                                   "incidents": [],
+                                   "weekly_notice": {"2026-W49": {"n": 4, "p50_minutes": 2.0,
+                                                                  "p95_minutes": 9.0}}}},
+            "trends": {"weeks": ["2026-W48", "2026-W49"],
+                       "journeys": {"install": {"2026-W48": {"started": 3, "goals": 1}}},
+                       "emails": {}, "responses": {}, "csat": {},
+                       "nps": {"install": {"2026-W49": {"score": 20.0, "n": 5}}},
+                       "sla": {"field": {"2026-W48": {"acknowledged_in_sla_pct": 50.0,
+                                                      "completed_in_sla_pct": None}}}}}
+    weeks, found = rows(data)
+    assert weeks == ["2026-W48", "2026-W49"]
+    assert [(r.figure, r.name, r.cells) for r in found] == [
+        ("Journeys started", "install", [3, None]),
+        ("Goals reached", "install", [1, None]),
+        ("NPS", "install", [None, 20.0]),
+        ("Acknowledged in SLA %", "field", [50.0, None]),
+        ("Outages: notice p50 (min)", "all", [None, 2.0]),
+        ("Outages: notice p95 (min)", "all", [None, 9.0])]
+    assert "  NPS · install: - 20.0" in to_text(data)
+    assert "| NPS | install | - | 20.0 |" in to_markdown(data, title="QoS")

@@ -103,3 +103,14 @@ def test_an_operator_reads_the_report_in_chromium(report_server, browser, engine
     assert "OUT-1" in page.locator("main").inner_text()
     assert problems == []
     context.close()
+
+
+def test_the_page_shows_every_weekly_figure_week_by_week(client, engine):
+    _filled(engine)
+    html = client.get("/report", params={"since": SINCE}).text
+    table = html[html.index("<h2>Week by week</h2>"):html.index("<h2>Charts</h2>")]
+    for week in range(44, 50):
+        assert f">W{week}</th>" in table
+    for figure in ("NPS", "CSAT %", "Acknowledged in SLA %", "Outages: notice p50 (min)",
+                   "Survey response rate %"):
+        assert f"<td>{figure}</td>" in table, figure
