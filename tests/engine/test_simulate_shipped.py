@@ -130,6 +130,19 @@ def test_renewal_starts_90_days_before_the_contract_ends_and_writes_at_60_and_30
     ]
 
 
+def test_a_renewal_signed_at_day_10_ends_the_renewal_with_its_goal_and_nothing_more(sim_engine):
+    got = timeline(sim_engine, "renewal", start=None,
+                   events=['contract.renewed@+10d={"new_contract_end": "2029-01-09"}'])
+    assert got[:6] == [
+        (0, None, "trigger", "date.trigger"),
+        (0, "renewal_90d", "message", "Your Northwind contract ends on 9 January 2027"),
+        (0, "account_review", "task", "Renewal review: Zoë Harper, contract ends 9 Jan 2027"),
+        (0, "account_review", "message", "Renewal review: Zoë Harper, contract ends 9 Jan 2027"),
+        (0, "account_review", "message", "Renewal review: Zoë Harper, contract ends 9 Jan 2027"),
+        (0, "until_60d", "wait", None)]
+    assert [entry[2] for entry in got[6:]] == ["goal"] and got[6][0] == 10
+
+
 def test_check_in_writes_from_the_account_owner_and_stays_open_60_days(sim_engine):
     assert timeline(sim_engine, "check-in") == [
         (0, None, "trigger", "inactivity.trigger"),
