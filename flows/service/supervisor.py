@@ -187,6 +187,11 @@ class Supervisor:
         """Flow runs: a Prefect process worker on the work pool, or (one machine, no pool) a
         runner serving every touch point in this process group."""
         env = {**self._child_env(api), "TOUCHPOINTS_SERVED": "1"}
+        stamp = engine.store.schema_stamp()  # migrated at start: its runs need not check again
+        if stamp:
+            from flows.store.db import SCHEMA_HEAD_ENV
+
+            env[SCHEMA_HEAD_ENV] = stamp
         pool = self.topology.work_pool
         if pool:
             import socket

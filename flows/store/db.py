@@ -162,6 +162,11 @@ class Store:
             command.downgrade(config, revision)
 
     def migrate_if_needed(self) -> None:
+        """Migrate to the newest schema unless the database is there already. A process that
+        `serve` started knows the newest revision from SCHEMA_HEAD_ENV (checked against the
+        migration scripts on disk), so it only reads the database's revision: no Alembic."""
+        if self._at_stamped_head():
+            return
         current, head = self.current_revision(), self.head_revision()
         if current == head:
             return
@@ -177,6 +182,25 @@ class Store:
                      "or point TOUCHPOINTS_DATABASE_URL at another database")
         self.migrate()
 
+    def schema_stamp(self) -> str | None:
+        """For SCHEMA_HEAD_ENV: the newest revision and the scripts' fingerprint, when this
+        database is at that revision (else None: its children must check for themselves)."""
+        head = self.head_revision()
+        if head is None or self.current_revision() != head:
+            return None
+        return f"{head} {_scripts_fingerprint()}"
+
+    def _at_stamped_head(self) -> bool:
+        head, _, fingerprint = os.environ.get(SCHEMA_HEAD_ENV, "").partition(" ")
+        if not head or fingerprint != _scripts_fingerprint():
+            return False
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except DBAPIError:  # no such table yet, or unreadable: the full check says why
+            return False
+        return [row[0] for row in rows] == [head]
+
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         with self.reporting_errors(), self.engine.connect() as connection:
@@ -184,6 +208,28 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: "<newest revision> <fingerprint of the migration scripts>", set by `serve` for the processes
+#: it starts (it has just migrated), so they need not load Alembic to learn the newest revision
+SCHEMA_HEAD_ENV = "TOUCHPOINTS_SCHEMA_HEAD"
+
+
+def _scripts_fingerprint() -> str:
+    """Names, sizes and modification times of the migration scripts: a changed or added
+    script makes a stamp from before it worthless."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        entries = sorted(os.scandir(MIGRATIONS / "versions"), key=lambda entry: entry.name)
+    except OSError:
+        return ""
+    for entry in entries:
+        if entry.name.endswith(".py") and entry.is_file():
+            status = entry.stat()
+            digest.update(f"{entry.name}:{status.st_size}:{status.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def is_environment_error(exc: DBAPIError) -> bool:
