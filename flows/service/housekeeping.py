@@ -1,24 +1,22 @@
 """The service's periodic work: scheduling continuations, firing date and inactivity triggers
-(with catch-up after downtime and no double firing), escalating overdue tasks, and
-re-dispatching events whose launch failed."""
+(with catch-up after downtime and no double firing; indexed scans at their own cadence, see
+:mod:`flows.engine.trigger_scan`), escalating overdue tasks, and re-dispatching events whose
+launch failed."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from time import monotonic
-from zoneinfo import ZoneInfo
-
-from sqlalchemy import func, select
 
 from flows import clock
-from flows.engine.redrive import UnitDriver, start_unit_id
-from flows.store.tables import Customer, Event, UTCDateTime
+from flows.engine.redrive import UnitDriver
+from flows.engine.trigger_scan import CATCH_UP, TriggerScanner
 
 log = logging.getLogger("touchpoints.service")
 
-#: a date trigger that fell due while the service was down still fires if it is this recent
-CATCH_UP = timedelta(days=7)
+__all__ = ["ALERT_CHECK_SECONDS", "CATCH_UP", "Housekeeper"]
+
 #: how often the alert checks look (wall-clock seconds; their thresholds are minutes)
 ALERT_CHECK_SECONDS = 30.0
 
@@ -28,6 +26,7 @@ class Housekeeper:
         self.engine = engine
         self.launcher = launcher
         self.driver = UnitDriver(engine, launcher)
+        self.scanner = TriggerScanner(engine)  # a full scan on the first tick: the catch-up
         self._checked_at: float | None = None  # when the alert checks last ran (monotonic)
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
@@ -41,7 +40,7 @@ class Housekeeper:
         from flows.engine.dispatch import Dispatcher
 
         return {"redispatched": Dispatcher(self.engine, self.launcher).redispatch_stuck(),
-                "date": self.date_triggers(now), "inactivity": self.inactivity_triggers(now),
+                "date": self.scanner.dates(now), "inactivity": self.scanner.inactivity(now),
                 "escalated": self.escalations(now), "alerts": self.alerts(now)}
 
     def drive(self) -> dict[str, int]:
@@ -49,74 +48,13 @@ class Housekeeper:
         return {"redriven": self.driver.watch(), "launched": self.driver.launch_queued()}
 
     # ------------------------------------------------------------------ synthetic trigger events
-    def _fire(self, tp, customer_id: str, event_id: str, data: dict, now: datetime) -> bool:
-        """Store the trigger in the inbox (its id is the dedup key) with the unit that starts
-        the journey, in one transaction; the unit driver launches it."""
-        from flows.engine import units
-
-        event_type = f"{tp.trigger.kind}.trigger"
-        event = {"id": event_id, "type": event_type, "customer_id": customer_id,
-                 "occurred_at": now.isoformat(), "data": data}
-        with self.engine.store.session() as session:
-            if session.get(Event, event_id) is not None:
-                return False
-            session.add(Event(id=event_id, type=event_type, customer_id=customer_id, data=data,
-                              occurred_at=now, received_at=now, source="scheduler",
-                              status="dispatched", dispatched_at=now,
-                              result={"started": [tp.name]}))
-            units.queue(session, id=start_unit_id(tp.name, event_id), kind="start",
-                        touchpoint=tp.name, label=customer_id,
-                        params={"event": event, "customer_id": customer_id})
-        return True
-
-    def _customers(self, session, batch: int = 500):
-        last = ""
-        while True:
-            rows = session.scalars(select(Customer).where(Customer.id > last)
-                                   .order_by(Customer.id).limit(batch)).all()
-            if not rows:
-                return
-            last = rows[-1].id
-            yield from rows
-
     def date_triggers(self, now: datetime) -> int:
-        fired = 0
-        for tp in self.engine.config.touchpoints.values():
-            if not tp.enabled or tp.trigger.kind != "date":
-                continue
-            rel = tp.trigger.date
-            at = getattr(tp.trigger, "at", None) or time(9, 0)
-            due = []
-            with self.engine.store.session() as session:
-                for c in self._customers(session):
-                    anchor = getattr(c, rel.field)
-                    if anchor is None:
-                        continue
-                    when = rel.resolve(anchor, at, ZoneInfo(c.timezone))
-                    if now - CATCH_UP <= when <= now:
-                        due.append((c.id, anchor, when))
-            for cid, anchor, when in due:
-                event_id = f"date:{tp.name}:{cid}:{anchor.isoformat()}"
-                fired += self._fire(tp, cid, event_id, {"field": rel.field, "date": anchor.isoformat(),
-                                                        "fires_at": when.isoformat()}, now)
-        return fired
+        """A full date scan (the catch-up): fire what fell due in the last ``CATCH_UP``."""
+        return self.scanner.dates(now, full=True)
 
     def inactivity_triggers(self, now: datetime) -> int:
-        fired = 0
-        for tp in self.engine.config.touchpoints.values():
-            if not tp.enabled or tp.trigger.kind != "inactivity":
-                continue
-            cutoff = now - tp.trigger.inactivity
-            last_seen = func.coalesce(Customer.last_contact_at, Customer.created_at,
-                                      type_=UTCDateTime())
-            with self.engine.store.session() as session:
-                quiet = session.execute(select(Customer.id, last_seen)
-                                        .where(last_seen <= cutoff)).all()
-            for cid, last in quiet:
-                last_day = last.date().isoformat() if last else "never"
-                event_id = f"inactivity:{tp.name}:{cid}:{last_day}"
-                fired += self._fire(tp, cid, event_id, {"last_contact": last_day}, now)
-        return fired
+        """A full inactivity scan: fire for everyone silent long enough, once per silence."""
+        return self.scanner.inactivity(now, full=True)
 
     def alerts(self, now: datetime) -> int:
         """Look for what went wrong (flows/engine/alert_checks.py), then send the alerts due to

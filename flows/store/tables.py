@@ -71,6 +71,13 @@ class Customer(Base):
     last_contact_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    __table_args__ = (
+        # date-trigger scans: a range on the date column (flows/engine/trigger_scan.py)
+        Index("ix_customers_contract_end", "contract_end"),
+        Index("ix_customers_contract_start", "contract_start"),
+        # inactivity scans: last contact, or creation for those never contacted
+        Index("ix_customers_last_contact", "last_contact_at", "created_at"),
+    )
 
 
 class Preference(Base):
@@ -121,6 +128,10 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(32), default="received")  # received|dispatched|failed
     dispatched_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    __table_args__ = (
+        Index("ix_events_status", "status", "received_at"),  # stuck events (redispatch, alerts)
+        Index("ix_events_count", "customer_id", "type", "occurred_at"),  # count triggers
+    )
 
 
 class Journey(Base):
@@ -172,6 +183,7 @@ class Member(Base):
         UniqueConstraint("journey_id", "customer_id", name="uq_member"),
         Index("ix_member_select", "journey_id", "status", "wave"),
         Index("ix_member_waiting", "status", "waiting_for"),
+        Index("ix_member_due", "status", "due_at"),  # overdue waits (alert checks)
     )
 
 
@@ -266,6 +278,7 @@ class Task(Base):
     completed_at: Mapped[datetime | None]
     completed_by: Mapped[str | None] = mapped_column(String(320))
     outcome: Mapped[str | None] = mapped_column(Text)  # completion note, e.g. meeting minutes
+    __table_args__ = (Index("ix_tasks_status", "status", "due_at"),)  # escalations, alert checks
 
 
 class Survey(Base):
