@@ -238,8 +238,9 @@ class TriggerScanner:
         signature = self._signature(touchpoints)
         if full or self._dates is None or not self._dates.current(signature, now):
             return self._scan_dates(touchpoints, signature, now)
+        fired = self._fire_upcoming(touchpoints, now)
         self._dates.last = now
-        return self._fire_upcoming(touchpoints, now)
+        return fired
 
     def _scan_dates(self, touchpoints, signature: tuple, now: datetime) -> int:
         scan = _Scan(signature=signature, at=now, last=now)
@@ -256,7 +257,8 @@ class TriggerScanner:
 
     def _fire_upcoming(self, touchpoints, now: datetime) -> int:
         """The held firings whose moment came, checked against the customers' rows as they
-        are now (a date that moved fires at its new moment, or not at all)."""
+        are now (a date that moved fires at its new moment, or not at all). They leave the
+        memory once stored: a tick that fails leaves them for the next."""
         fired = 0
         upcoming = self._dates.upcoming
         for tp in touchpoints:
@@ -264,13 +266,11 @@ class TriggerScanner:
             cut = bisect.bisect_right([f.when for f in held], now)
             if not cut:
                 continue
-            due, upcoming[tp.name] = held[:cut], held[cut:]
             with self.engine.store.read_session() as session:
                 fresh = date_firings(session, tp.trigger, now - CATCH_UP, self._dates.at + AHEAD,
-                                     customer_ids=[f.customer_id for f in due])
-            for later in (f for f in fresh if f.when > now):
-                bisect.insort(upcoming[tp.name], later)
+                                     customer_ids=[f.customer_id for f in held[:cut]])
             fired += self._fire_dates(tp, [f for f in fresh if f.when <= now], now)
+            upcoming[tp.name] = sorted([*held[cut:], *(f for f in fresh if f.when > now)])
         return fired
 
     def _fire_dates(self, tp, firings: list[DateFiring], now: datetime) -> int:
@@ -285,11 +285,11 @@ class TriggerScanner:
         scan, else only those who crossed the threshold since the previous look."""
         touchpoints = self._touchpoints("inactivity")
         signature = self._signature(touchpoints)
-        since = None
-        if full or self._quiet is None or not self._quiet.current(signature, now):
-            self._quiet = _Scan(signature=signature, at=now, last=now)
+        scan = self._quiet
+        if full or scan is None or not scan.current(signature, now):
+            scan, since = _Scan(signature=signature, at=now, last=now), None
         else:
-            since, self._quiet.last = self._quiet.last, now
+            since = scan.last
         fired = 0
         for tp in touchpoints:
             with self.engine.store.read_session() as session:
@@ -297,4 +297,5 @@ class TriggerScanner:
             fired += store_firings(self.engine.store, tp.name, "inactivity",
                                    [(cid, inactivity_event_id(tp.name, cid, day),
                                      {"last_contact": day}) for cid, day in quiet], now)
+        scan.last, self._quiet = now, scan  # only once done: a failed tick is looked at again
         return fired

@@ -317,3 +317,30 @@ def test_the_scans_search_the_indexes_and_never_read_the_whole_customer_table(
     for plan in quiet_plans:
         assert "SCAN customers" not in plan and "ix_customers_last_contact" in plan, plan
         assert "SEARCH events USING" in plan and "(id=?)" in plan, plan  # the anti-join by key
+
+
+def test_a_tick_that_could_not_store_its_firings_leaves_them_for_the_next(
+        sqlite_store, tmp_path, monkeypatch):
+    from flows.engine import trigger_scan
+    from flows.errors import StoreError
+
+    nine = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    reset(sqlite_store, [customer("F-1", date(2027, 3, 1)),
+                         ("F-2", "UTC", None, None, nine - timedelta(days=30, seconds=3), NOW)])
+    scanner = TriggerScanner(engine_with(sqlite_store, tmp_path, renewal=DateTrigger.model_validate(
+        {"date": "90d before contract_end", "at": "09:00"}),
+        **{"check-in": InactivityTrigger(inactivity="30d")}))
+    assert scanner.dates(nine - timedelta(minutes=5)) + scanner.inactivity(nine - timedelta(minutes=5)) == 0
+    real = trigger_scan.store_firings
+
+    def locked(*args, **kwargs):
+        raise StoreError("the database is locked")
+
+    monkeypatch.setattr(trigger_scan, "store_firings", locked)
+    for scan in (scanner.dates, scanner.inactivity):
+        with pytest.raises(StoreError):
+            scan(nine)
+    monkeypatch.setattr(trigger_scan, "store_firings", real)
+
+    assert scanner.dates(nine + timedelta(seconds=5)) == 1
+    assert scanner.inactivity(nine + timedelta(seconds=5)) == 1
