@@ -23,25 +23,19 @@ def _store():
     return open_store(settings())
 
 
-def _categories(s: Settings) -> set[str] | None:
-    """The email categories of touchpoints.yaml, if there is one: an import refuses
-    unsubscribes from any other category (they would silently not apply)."""
+def _import_rules(s: Settings):
+    """With a touchpoints.yaml (read by the fast parse, once): the email categories, since an
+    import refuses unsubscribes from any other category (they would silently not apply), and
+    the hook by which waits relative to a changed contract date move with it."""
     if not s.config_file.exists():
-        return None
-    from flows.config import load_config
-
-    return set(load_config(s.config_file).categories)
-
-
-def _following_dates(s: Settings):
-    """With a touchpoints.yaml: waits relative to a changed contract date move with it."""
-    if not s.config_file.exists():
-        return None
+        return None, None
     from flows.engine.core import current_engine
     from flows.engine.rescheduling import following_dates
 
     engine = current_engine()
-    return lambda session, ids: following_dates(engine, session, ids, actor=cli_actor())
+    actor = cli_actor()
+    return (set(engine.config.categories),
+            lambda session, ids: following_dates(engine, session, ids, actor=actor))
 
 
 def _customer_json(row, prefs: dict | None = None) -> dict[str, Any]:
@@ -83,9 +77,9 @@ def register(app: typer.Typer) -> None:
         from flows.errors import ImportRowsError
         from flows.store.customers import HINT_FIX, import_customers
 
-        s = settings()
-        report = import_customers(_store(), file, actor=cli_actor(), categories=_categories(s),
-                                  around=_following_dates(s))
+        categories, around = _import_rules(settings())
+        report = import_customers(_store(), file, actor=cli_actor(), categories=categories,
+                                  around=around)
         if as_json:
             out.print_json(json.dumps(report.as_dict()))
         else:

@@ -34,9 +34,13 @@ CHUNK = 500
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_BAD = re.compile(r"[\s/\\?#%]")
-_LOCAL = re.compile(r"^[^\s@,;:<>()\[\]\"\\.]+(\.[^\s@,;:<>()\[\]\"\\.]+)*$")
-_LABEL = re.compile(r"^[^\W_]([\w-]{0,61}[^\W_])?$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DOMAIN_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+#: a local part without spaces, controls or specials, an @, and two or more domain labels
+_EMAIL = re.compile(r"(?P<local>[^\s@,;:<>()\[\]\"\\.]+(?:\.[^\s@,;:<>()\[\]\"\\.]+)*)@"
+                    rf"(?P<domain>(?:{_DOMAIN_LABEL}\.)+(?P<top>{_DOMAIN_LABEL}))")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
 
 HINT_FIX = ("fix those rows and import the file again: good rows are kept and importing twice "
             "changes nothing")
@@ -45,14 +49,11 @@ HINT_FIX = ("fix those rows and import the file again: good rows are kept and im
 # --------------------------------------------------------------------------- field checks
 def is_email(value: str) -> bool:
     """A simple, sound check of an address: one @, a dotted domain, no spaces or controls."""
-    if len(value) > 320 or value.count("@") != 1:
+    if len(value) > 320:
         return False
-    local, domain = value.split("@")
-    if not 0 < len(local) <= 64 or not _LOCAL.match(local):
-        return False
-    labels = domain.split(".")
-    return (len(domain) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
-            and not labels[-1].isdigit())
+    match = _EMAIL.fullmatch(value)
+    return (match is not None and len(match["local"]) <= 64 and len(match["domain"]) <= 253
+            and not match["top"].isdigit())
 
 
 @lru_cache(maxsize=1)
@@ -179,7 +180,7 @@ class CustomerIn(BaseModel):
             return value
         if isinstance(value, str):
             text = value.strip()
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            if _DATE.fullmatch(text):
                 try:
                     return date.fromisoformat(text)
                 except ValueError:
@@ -195,10 +196,9 @@ class CustomerIn(BaseModel):
         if isinstance(value, str):
             text = value.strip()
             try:
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                if _DATE.fullmatch(text):
                     return date.fromisoformat(text)
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
-                                r"(Z|[+-]\d{2}:?\d{2})?", text):
+                if _MOMENT.fullmatch(text):
                     return datetime.fromisoformat(text)
             except ValueError:
                 pass

@@ -1,22 +1,34 @@
-"""Reading customer files: .csv (comma, semicolon or tab separated) and .json, each row with
-the line it came from, so an import can say where a bad row is."""
+"""Reading customer files: .csv (comma, semicolon or tab separated) and .json, row by row, each
+row with the line it came from, so an import can say where a bad row is.
+
+Files are read incrementally (:class:`CustomerFile`): memory stays flat whatever the size of the
+file, and the SHA-256 of the bytes read is known once the rows are. A JSON file is a list of
+customer objects, or an object whose ``customers`` key holds that list; it is decoded one item
+at a time (``json.JSONDecoder.raw_decode`` over a sliding buffer), with the same messages and
+positions as ``json.loads`` would give for the whole document.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Self
 
 from flows.errors import NotFoundError, TouchpointsError
 from flows.store.customer_checks import ALIASES, FIELDS, REQUIRED, SPECIAL
 
+#: bytes read from the file at a time, and characters of JSON decoded at a time
+READ_SIZE = 1 << 20
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class SourceRow:
     """One row read from a file or an API body, with where it came from. ``problem`` is set
     when the row could not even be read as fields (a CSV row with too many values)."""
@@ -28,39 +40,114 @@ class SourceRow:
     problem: str | None = None
 
 
-# --------------------------------------------------------------------------- reading files
-def read_file(path: Path) -> bytes:
-    """The bytes of a customer file, after checking it is a .csv or .json file that exists."""
+# --------------------------------------------------------------------------- opening files
+def _check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json"):
         raise TouchpointsError(f"{path}: cannot import a {suffix or 'extensionless'} file",
                                hint="use a .csv file with a header line, or a .json file "
                                     "holding a list of customer objects")
+    return suffix
+
+
+def _open(path: Path) -> IO[bytes]:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         raise NotFoundError(f"{path}: no such file", hint="check the path") from None
+    except IsADirectoryError:
+        raise TouchpointsError(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise TouchpointsError(f"{path}: cannot read it: {exc.strerror}") from None
 
 
-def parse_rows(path: Path, raw: bytes) -> list[SourceRow]:
-    """The rows of a .csv or .json customer file. Problems with the file as a whole (not
-    UTF-8, not JSON, no header) raise; problems of single rows are left to the import, which
-    reports them row by row."""
-    text = _decode(path, raw)
-    return _read_csv(path, text) if path.suffix.lower() == ".csv" else _read_json(path, text)
+class _Hashing(io.RawIOBase):
+    """A raw byte stream that hashes what is read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._raw.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count
 
 
-def _decode(path: Path, raw: bytes) -> str:
+class CustomerFile:
+    """A .csv or .json customer file opened for reading, row by row::
+
+        with CustomerFile(path) as source:
+            for row in source.rows():
+                ...
+            source.sha256   # of every byte read
+
+    Problems with the file as a whole (not UTF-8, not JSON, no header) raise
+    :class:`TouchpointsError` from ``rows()`` when the reader gets there; problems of single
+    rows are left to the import, which reports them row by row."""
+
+    def __init__(self, path: str | Path, stream: IO[bytes] | None = None) -> None:
+        self.path = Path(path)
+        self._suffix = _check_suffix(self.path)
+        self._raw = stream if stream is not None else _open(self.path)
+        self._hashing = _Hashing(self._raw)
+        self._text = io.TextIOWrapper(io.BufferedReader(self._hashing, READ_SIZE),
+                                      encoding="utf-8-sig", newline="")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of the bytes read so far (all of them once ``rows()`` is exhausted)."""
+        return self._hashing.digest.hexdigest()
+
+    def rows(self) -> Iterator[SourceRow]:
+        reader = _read_csv if self._suffix == ".csv" else _read_json
+        try:
+            yield from reader(self.path, self._text)
+        except UnicodeDecodeError:
+            raise _not_utf8(self.path, self._raw) from None
+
+
+def _not_utf8(path: Path, raw: IO[bytes]) -> TouchpointsError:
+    """Where the file stops being UTF-8 (read again: this is the rare, failing case)."""
+    raw.seek(0)
+    data = raw.read()
+    line = 1
     try:
-        return raw.decode("utf-8-sig")
+        data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise TouchpointsError(f"{path}:{line}: the file is not UTF-8 text",
-                               hint="save it as UTF-8 (in Excel: 'CSV UTF-8')") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+    return TouchpointsError(f"{path}:{line}: the file is not UTF-8 text",
+                            hint="save it as UTF-8 (in Excel: 'CSV UTF-8')")
 
 
+# --------------------------------------------------------------------------- whole files
+def read_file(path: Path) -> bytes:
+    """The bytes of a customer file, after checking it is a .csv or .json file that exists."""
+    _check_suffix(path)
+    with _open(path) as raw:
+        return raw.read()
+
+
+def parse_rows(path: Path, raw: bytes) -> list[SourceRow]:
+    """Every row of a customer file already in memory (see :class:`CustomerFile`)."""
+    with CustomerFile(path, io.BytesIO(raw)) as source:
+        return list(source.rows())
+
+
+# --------------------------------------------------------------------------- CSV
 def _column(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
@@ -79,11 +166,25 @@ def _delimiter(header_line: str) -> str:
     return ","
 
 
-def _read_csv(path: Path, text: str) -> list[SourceRow]:
-    delimiter = _delimiter(next((ln for ln in text.splitlines() if ln.strip()), ""))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+def _first_line(lines: Iterator[str]) -> tuple[list[str], str]:
+    """The physical lines up to the first that is not blank, and that line's text."""
+    seen: list[str] = []
+    for physical in lines:
+        seen.append(physical)
+        for part in physical.splitlines():
+            if part.strip():
+                return seen, part
+    return seen, ""
+
+
+def _read_csv(path: Path, text: IO[str]) -> Iterator[SourceRow]:
+    lines = iter(text)
+    peeked, header_line = _first_line(lines)
+    delimiter = _delimiter(header_line)
+    reader = csv.reader(itertools.chain(peeked, lines), delimiter=delimiter)
     header: list[str] | None = None
-    rows: list[SourceRow] = []
+    keep: list[bool] = []
+    index = 0
     last_line = 0
     try:
         for cells in reader:
@@ -92,26 +193,28 @@ def _read_csv(path: Path, text: str) -> list[SourceRow]:
                 continue
             if header is None:
                 header = _csv_header(path, line, cells)
+                keep = [name in FIELDS or name in SPECIAL or name in ALIASES for name in header]
                 continue
             if len(cells) > len(header):
-                rows.append(SourceRow(index=len(rows), data=None, line=line, problem=(
+                yield SourceRow(index=index, data=None, line=line, problem=(
                     f"has {len(cells)} values but the header names {len(header)} columns "
-                    f"(a {_DELIMITER_NAMES[delimiter]} inside a value needs quotes)")))
+                    f"(a {_DELIMITER_NAMES[delimiter]} inside a value needs quotes)"))
+                index += 1
                 continue
             data = {}
             padded = cells + [""] * (len(header) - len(cells))
-            for name, cell in zip(header, padded, strict=True):
+            for name, wanted, cell in zip(header, keep, padded, strict=True):
                 value = cell.strip()
-                if name in FIELDS or name in SPECIAL or name in ALIASES or value:
+                if wanted or value:
                     data[name] = value
-            rows.append(SourceRow(index=len(rows), data=data, line=line))
+            yield SourceRow(index=index, data=data, line=line)
+            index += 1
     except csv.Error as exc:
         raise TouchpointsError(f"{path}:{reader.line_num}: not valid CSV: {exc}",
                                hint="check the quotes on that line") from None
     if header is None:
         raise TouchpointsError(f"{path}: the file is empty",
                                hint="the first line names the columns: " + ",".join(FIELDS))
-    return rows
 
 
 def _csv_header(path: Path, line: int, cells: list[str]) -> list[str]:
@@ -136,82 +239,158 @@ def _csv_header(path: Path, line: int, cells: list[str]) -> list[str]:
     return header
 
 
-def _read_json(path: Path, text: str) -> list[SourceRow]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TouchpointsError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
-                               hint="check the JSON near that place") from None
-    if isinstance(doc, Mapping) and isinstance(doc.get("customers"), list):
-        items = doc["customers"]
-    elif isinstance(doc, list):
-        items = doc
-    else:
-        raise TouchpointsError(f"{path}: expected a list of customers",
-                               hint='write [{"id": ...}, ...] or {"customers": [{"id": ...}]}')
-    lines = _json_item_lines(text, len(items))
-    return [SourceRow(index=i, data=item, line=lines[i] if lines else None, item=i + 1)
-            for i, item in enumerate(items)]
-
-
+# --------------------------------------------------------------------------- JSON
 _decoder = json.JSONDecoder()
 _WS = " \t\r\n"
+_AFTER_WORD = re.compile(r"[\s,\]}:\[{\"]")
+_NOT_A_LIST = ("expected a list of customers",
+               'write [{"id": ...}, ...] or {"customers": [{"id": ...}]}')
 
 
-def _skip(text: str, at: int) -> int:
-    while at < len(text) and text[at] in _WS:
-        at += 1
-    return at
+class _JsonStream:
+    """A JSON document read a chunk at a time: ``buf[at:]`` is what is left to decode, and
+    ``buf`` starts on line ``line``, ``column`` characters into it."""
+
+    def __init__(self, path: Path, text: IO[str]) -> None:
+        self.path, self._text = path, text
+        self.buf, self.at, self.eof = "", 0, False
+        self.line, self.column = 1, 0
+        self._mark, self._mark_line = 0, 1  # a position in buf whose line is known
+
+    def more(self) -> bool:
+        """Read the next chunk (dropping what is decoded already); False at the end."""
+        if self.eof:
+            return False
+        chunk = self._text.read(READ_SIZE)
+        if not chunk:
+            self.eof = True
+            return False
+        if self.at:
+            newline = self.buf.rfind("\n", 0, self.at)
+            self.column = (self.at - newline - 1) if newline >= 0 else self.column + self.at
+            self.line = self._line_at(self.at)
+            self.buf, self.at, self._mark, self._mark_line = self.buf[self.at:], 0, 0, self.line
+        self.buf += chunk
+        return True
+
+    def _line_at(self, pos: int) -> int:
+        if pos < self._mark:
+            return self.line + self.buf.count("\n", 0, pos)
+        self._mark_line += self.buf.count("\n", self._mark, pos)
+        self._mark = pos
+        return self._mark_line
+
+    def item_line(self) -> int:
+        return self._line_at(self.at)
+
+    def error(self, message: str, pos: int | None = None) -> TouchpointsError:
+        """``FILE:LINE:COL: not valid JSON: message``, as ``json.loads`` of the whole file."""
+        pos = self.at if pos is None else pos
+        line = self.line + self.buf.count("\n", 0, pos)
+        newline = self.buf.rfind("\n", 0, pos)
+        column = pos - newline if newline >= 0 else self.column + pos + 1
+        return TouchpointsError(f"{self.path}:{line}:{column}: not valid JSON: {message}",
+                                hint="check the JSON near that place")
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end), without taking it."""
+        while True:
+            buf, at = self.buf, self.at
+            while at < len(buf) and buf[at] in _WS:
+                at += 1
+            self.at = at
+            if at < len(buf):
+                return buf[at]
+            if not self.more():
+                return ""
+
+    def take(self, char: str, message: str) -> None:
+        if self.peek() != char:
+            raise self.error(message)
+        self.at += 1
+
+    def value(self) -> Any:
+        """The JSON value that starts here (after ``peek``)."""
+        if self.buf[self.at:self.at + 1] not in ("{", "[", '"'):
+            # a number or a word: it ends only where something else begins
+            while not _AFTER_WORD.search(self.buf, self.at) and self.more():
+                pass
+        while True:
+            try:
+                value, end = _decoder.raw_decode(self.buf, self.at)
+            except json.JSONDecodeError as exc:
+                if self.more():  # perhaps only cut off by the end of the chunk
+                    continue
+                raise self.error(exc.msg, exc.pos) from None
+            self.at = end
+            return value
 
 
-def _json_item_lines(text: str, expected: int) -> list[int] | None:
-    """The line on which each item of the customer list starts (best effort: None when the
-    document is shaped in a way this small scanner does not follow)."""
-    try:
-        at = _skip(text, 0)
-        if text[at] == "{":
-            at = _find_key(text, at, "customers")
-            if at is None:
-                return None
-        offsets = _array_items(text, at)
-    except (IndexError, ValueError):
-        return None
-    if len(offsets) != expected:
-        return None
-    lines, line, done = [], 1, 0
-    for offset in offsets:
-        line += text.count("\n", done, offset)
-        done = offset
-        lines.append(line)
-    return lines
+def _read_json(path: Path, text: IO[str]) -> Iterator[SourceRow]:
+    doc = _JsonStream(path, text)
+    first = doc.peek()
+    streamed = False
+    if first == "[":
+        yield from _json_items(doc)
+        streamed = True
+    elif first == "{":
+        streamed = yield from _json_object(doc)
+    else:
+        doc.value()
+    if doc.peek():
+        raise doc.error("Extra data")
+    if not streamed:
+        raise TouchpointsError(f"{path}: {_NOT_A_LIST[0]}", hint=_NOT_A_LIST[1])
 
 
-def _find_key(text: str, at: int, wanted: str) -> int | None:
-    at = _skip(text, at + 1)
-    while text[at] != "}":
-        key, at = _decoder.raw_decode(text, at)
-        at = _skip(text, at)
-        if text[at] != ":":
-            raise ValueError("expected ':'")
-        at = _skip(text, at + 1)
-        if key == wanted:
-            return at
-        _, at = _decoder.raw_decode(text, at)
-        at = _skip(text, at)
-        if text[at] == ",":
-            at = _skip(text, at + 1)
-    return None
+def _json_object(doc: _JsonStream):
+    """The keys of the top object, streaming the items of its ``customers`` list; whether
+    there was such a list."""
+    streamed = False
+    doc.take("{", "Expecting value")
+    if doc.peek() == "}":
+        doc.at += 1
+        return False
+    while True:
+        if doc.peek() != '"':
+            raise doc.error("Expecting property name enclosed in double quotes")
+        key = doc.value()
+        doc.take(":", "Expecting ':' delimiter")
+        if key == "customers" and streamed:
+            raise TouchpointsError(f"{doc.path}: the key customers appears twice",
+                                   hint="keep one list of customers")
+        if key == "customers" and doc.peek() == "[":
+            yield from _json_items(doc)
+            streamed = True
+        else:
+            doc.peek()
+            doc.value()
+        following = doc.peek()
+        if following == "}":
+            doc.at += 1
+            return streamed
+        if following != ",":
+            raise doc.error("Expecting ',' delimiter")
+        doc.at += 1
 
 
-def _array_items(text: str, at: int) -> list[int]:
-    if text[at] != "[":
-        raise ValueError("expected '['")
-    at = _skip(text, at + 1)
-    offsets: list[int] = []
-    while text[at] != "]":
-        offsets.append(at)
-        _, at = _decoder.raw_decode(text, at)
-        at = _skip(text, at)
-        if text[at] == ",":
-            at = _skip(text, at + 1)
-    return offsets
+def _json_items(doc: _JsonStream) -> Iterator[SourceRow]:
+    doc.take("[", "Expecting value")
+    if doc.peek() == "]":
+        doc.at += 1
+        return
+    index = 0
+    while True:
+        if not doc.peek():
+            raise doc.error("Expecting value")
+        line = doc.item_line()
+        yield SourceRow(index=index, data=doc.value(), line=line, item=index + 1)
+        index += 1
+        following = doc.peek()
+        if following == "]":
+            doc.at += 1
+            return
+        if following != ",":
+            raise doc.error("Expecting ',' delimiter")
+        doc.at += 1
+        doc.peek()
