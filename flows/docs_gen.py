@@ -474,9 +474,17 @@ def _engine_events() -> list[str]:
            "`match` takes only the ones of its own journey. When one answers a wait, "
            "`steps.<wait_for id>` holds `{outcome: event, event: {...}}`, and the event's "
            "`result` (if any) is merged into `steps.<step_id>` (a survey's score, a task's "
-           "outcome)."), ""]
+           "outcome)."), "",
+           ("Their data contracts are built in: `touchpoints check` proves templates and "
+            "expressions against these fields whether or not `events:` declares the event. A "
+            "declaration may describe it in its own words and add optional fields; it may not "
+            "change a field's type, or make required a field Touchpoints may leave out."), ""]
     for name, spec in ENGINE_EVENTS.items():
-        out += [f"### {name}", "", spec.description, "", "Example data:", "", "```json",
+        out += [f"### {name}", "", spec.description, "", "| field | type | required | means |",
+                "| --- | --- | --- | --- |"]
+        out += [f"| `{key}` | {_cell(field.type)} | {'yes' if field.required else 'no'} | "
+                f"{_cell(field.description or '')} |" for key, field in spec.fields.items()]
+        out += ["", "Example data:", "", "```json",
                 json.dumps(spec.example, indent=2, ensure_ascii=False), "```", ""]
     return out[:-1]
 

@@ -16,8 +16,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from flows.config.definitions import remember as remember_definitions
 from flows.config.contractcheck import Contracts, declared_fields, example_problems
+from flows.config.contracts import check_data
 from flows.config.exitcheck import check_exit_when
 from flows.config.diagnostics import Diagnostic, Positions, Problem, locate
+from flows.config.eventtypes import engine_event_problems
 from flows.config.models import DEFER_STEPS, ENGINE_EVENTS, ConfigFile, Defaults, Entry, TouchPoint
 from flows.config.parsing import parse_steps
 from flows.config.references import Catalogue, TouchPointChecker
@@ -170,8 +172,11 @@ class _Checker:
         for name, spec in self._section("events").items():
             example = spec.get("example") if isinstance(spec, dict) else None
             examples[str(name)] = dict(example) if isinstance(example, dict) else {}
-        for name, spec in ENGINE_EVENTS.items():
-            examples.setdefault(name, dict(spec.example))
+        for name, spec in ENGINE_EVENTS.items():  # declared without a fitting example: the
+            if not examples.get(name) or check_data(spec.fields, examples[name])[1]:  # built-in
+                examples[name] = dict(spec.example)
+        if config is None:  # else the models said it already
+            self._engine_events()
         defaults = config.defaults if config is not None else _quiet(
             Defaults.model_validate, self.data.get("defaults"))
         fields = declared_fields(config, self._section("events"))
@@ -181,6 +186,15 @@ class _Checker:
                          examples=examples, company=company_sample(defaults),
                          renderer=_check_renderer(self.templates_dir),
                          contracts=Contracts.build(examples, fields))
+
+    def _engine_events(self) -> None:
+        """A declaration of one of the engine's own events that breaks its built-in contract."""
+        seen = {(p.loc, p.message) for p in self.problems}
+        for name, raw in self._section("events").items():
+            for loc, message, hint in engine_event_problems(str(name), raw):
+                problem = Problem(("events", name, *loc), message, hint=hint)
+                if (problem.loc, problem.message) not in seen:
+                    self.problems.append(problem)
 
     def _pieces(self, config: ConfigFile | None, name: Any, raw: dict) -> tuple[Any, Any, Any]:
         """The trigger, audience and entry of a touch point, each None if it did not parse."""

@@ -27,22 +27,27 @@ _MISSING = re.compile(r"has no attribute '([^']+)'|'([^']+)' is undefined|no ele
 
 @dataclass
 class Contracts:
-    """The declared fields of every event type, and the examples typed as they arrive."""
+    """The declared fields of every event type, and the examples typed as they arrive. An
+    event that declares no ``fields:`` (``implied``) has no contract: templates and
+    expressions are evaluated with its example alone, so a field it does not show is an error
+    there, worded to say so (:func:`example_hint`)."""
 
     fields: dict[str, dict[str, FieldSpec]] = field(default_factory=dict)
     typed: dict[str, dict[str, Any]] = field(default_factory=dict)      # full examples
     required: dict[str, dict[str, Any]] = field(default_factory=dict)   # required fields only
+    implied: set[str] = field(default_factory=set)   # events whose fields are their example's
 
     @classmethod
     def build(cls, examples: dict[str, dict[str, Any]],
               fields: dict[str, dict[str, FieldSpec]]) -> Contracts:
+        contracts = {k: v for k, v in fields.items() if v}
         typed, required = {}, {}
         for name, example in examples.items():
-            spec = fields.get(name) or {}
+            spec = contracts.get(name) or {}
             typed[name] = check_data(spec, example)[0] if spec else dict(example)
             required[name] = required_only(spec, typed[name])
-        return cls(fields={k: v for k, v in fields.items() if v}, typed=typed,
-                   required=required)
+        return cls(fields=contracts, typed=typed, required=required,
+                   implied={name for name in examples if name not in contracts})
 
     def optional_names(self, event_types: set[str]) -> dict[str, str]:
         """Optional field → its event type, over the events a context holds."""
@@ -101,9 +106,12 @@ def contexts_at(contracts: Contracts, *, examples: dict[str, dict[str, Any]],
 def declared_fields(config: Any, raw_events: dict[Any, Any]) -> dict[str, dict[str, FieldSpec]]:
     """The ``fields:`` of each event: from the parsed file, or (when it did not parse) from
     each event that does parse on its own."""
+    from flows.config.eventtypes import ENGINE_EVENTS
+
     if config is not None:
         return {name: dict(spec.fields) for name, spec in config.event_types().items()}
-    out: dict[str, dict[str, FieldSpec]] = {}
+    out: dict[str, dict[str, FieldSpec]] = {name: dict(spec.fields)
+                                            for name, spec in ENGINE_EVENTS.items()}
     for name, raw in raw_events.items():
         specs = raw.get("fields") if isinstance(raw, dict) else None
         if not isinstance(specs, dict):
@@ -116,7 +124,7 @@ def declared_fields(config: Any, raw_events: dict[Any, Any]) -> dict[str, dict[s
                 required = value.get("required") if isinstance(value, dict) else None
                 parsed[str(key)] = FieldSpec.model_construct(
                     type="object", required=required if isinstance(required, bool) else True)
-        out[str(name)] = parsed
+        out[str(name)] = {**out.get(str(name), {}), **parsed}
     return out
 
 
@@ -166,6 +174,22 @@ def field_problems(loc: Loc, source: str, *, expression: bool, scope: dict[str, 
                      f"({event_type}), so it never equals {value!r}",
                 hint=_compare_hint(spec.type)))
     return problems
+
+
+def example_hint(exc: BaseException, scope: dict[str, str | None],
+                 contracts: Contracts) -> str | None:
+    """The hint for a render that failed on a name the example of an event with no
+    ``fields:`` does not have: that event has no contract, so the check goes by its example."""
+    m = _MISSING.search(str(getattr(exc, "message", None) or exc))
+    name = next((g for g in m.groups() if g), None) if m else None
+    for root, event_type in scope.items():
+        if event_type in contracts.implied and name not in contracts.typed.get(event_type, {}):
+            shown = ", ".join(contracts.typed.get(event_type, {})) or "nothing"
+            return (f"{event_type} declares no fields:, so the check renders {root}.data with "
+                    f"its example alone ({shown}); declare its fields under "
+                    f"events.{event_type}.fields (type, required: false for one it may leave "
+                    f"out), or add {name or 'the field'} to its example")
+    return None
 
 
 def _compare_hint(kind: str) -> str:

@@ -14,7 +14,6 @@ from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from flows.config.contracts import FieldSpec
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -30,6 +29,12 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.config.diagnostics import did_you_mean, one_of
+from flows.config.eventtypes import (
+    ENGINE_EVENTS,
+    EventType,
+    engine_event_problems,
+    merged_event,
+)
 from flows.config.parsing import parse_steps
 from flows.config.policy import ContactRule, Share, policy_problems
 from flows.config.triggers import (
@@ -200,66 +205,6 @@ class Team(BaseModel):
     description: str | None = None
 
 
-#: the customer fields an event may update from its data (``updates:``), and their type
-UPDATABLE = {"contract_start": "date", "contract_end": "date", "plan": "string",
-             "region": "string"}
-CustomerField = Literal["contract_start", "contract_end", "plan", "region"]
-
-
-class EventType(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    description: str
-    example: dict[str, Any] = Field(default_factory=dict)
-    fields: dict[str, FieldSpec] = Field(default_factory=dict,
-                                         description="The data contract: each field's type, "
-                                                     "whether it is required, what it means.")
-    updates: dict[CustomerField, str] = Field(
-        default_factory=dict,
-        description="Customer fields the event sets from its data when it arrives, e.g. "
-                    "{contract_end: new_contract_end}; a field the event leaves out is left "
-                    "as it is. Waits relative to a changed date move with it.")
-
-    @model_validator(mode="after")
-    def _example_fits(self) -> EventType:
-        from flows.config.contracts import check_data
-
-        _, problems = check_data(self.fields, self.example)
-        if problems:
-            raise ValueError("the example does not satisfy the fields: " + "; ".join(
-                f"{k}: {v}" for k, v in problems.items()))
-        return self
-
-    @model_validator(mode="after")
-    def _updates_declared(self) -> EventType:
-        for target, source in self.updates.items():
-            spec = self.fields.get(source)
-            if spec is None:
-                raise ValueError(f"updates: {target} comes from {source!r}, which is not one "
-                                 f"of the fields; declare it under fields: (type "
-                                 f"{UPDATABLE[target]})")
-            if spec.type != UPDATABLE[target]:
-                raise ValueError(f"updates: {target} is a {UPDATABLE[target]}, but {source} "
-                                 f"is declared as {spec.type}")
-        return self
-
-
-#: events the engine itself emits; always in the catalogue, declared or not
-ENGINE_EVENTS: dict[str, EventType] = {
-    "survey.answered": EventType(
-        description="Sent by Touchpoints when a customer answers a survey.",
-        example={"survey_id": "7f3c2a9e51d04b6c", "journey_id": "j-sample", "step_id": "survey",
-                 "score": 9, "comment": "Very helpful."}),
-    "task.completed": EventType(
-        description="Sent by Touchpoints when a handoff task is completed.",
-        example={"task_id": "T-sample", "journey_id": "j-sample", "step_id": "handoff",
-                 "outcome": "Done, customer called back.", "completed_by": "agent@example.com"}),
-    "task.acknowledged": EventType(
-        description="Sent by Touchpoints when someone acknowledges a handoff task.",
-        example={"task_id": "T-sample", "journey_id": "j-sample", "step_id": "handoff",
-                 "acknowledged_by": "agent@example.com"}),
-}
-
-
 # --------------------------------------------------------------------------- touch points
 class ExitWhen(BaseModel):
     """End the touch point's journeys when ``event`` arrives: a customer journey when the event
@@ -364,6 +309,21 @@ class ConfigFile(BaseModel):
     touchpoints: dict[Name, TouchPoint] = Field(default_factory=dict)
 
     @model_validator(mode="after")
+    def _engine_events_agree(self) -> ConfigFile:
+        problems = [(("events", name, *loc), message, hint)
+                    for name, spec in self.events.items() if name in ENGINE_EVENTS
+                    for loc, message, hint in engine_event_problems(name, {
+                        "example": spec.example,
+                        "fields": {k: v.model_dump(exclude_unset=True)
+                                   for k, v in spec.fields.items()}})]
+        if problems:
+            raise ValidationError.from_exception_data("events", [InitErrorDetails(
+                type=PydanticCustomError("event_error", "{message}",
+                                         {"message": message, "hint": hint}),
+                loc=loc, input=None) for loc, message, hint in problems])
+        return self
+
+    @model_validator(mode="after")
     def _policy_categories(self) -> ConfigFile:
         problems = policy_problems(self.defaults.contact_policy, self.categories)
         if problems:
@@ -388,8 +348,9 @@ class ConfigFile(BaseModel):
         return found
 
     def event_types(self) -> dict[str, EventType]:
-        """The event catalogue: the declared events, then the engine's own."""
-        catalogue = dict(self.events)
+        """The event catalogue: the declared events, then the engine's own (a declared one of
+        those keeps the built-in contract under its own fields: :func:`merged_event`)."""
+        catalogue = {name: merged_event(name, spec) for name, spec in self.events.items()}
         for name, spec in ENGINE_EVENTS.items():
             catalogue.setdefault(name, spec)
         return catalogue

@@ -22,6 +22,7 @@ from flows.config.contractcheck import (
     Contracts,
     contexts_at,
     evaluate_strictly,
+    example_hint,
     field_problems,
     optional_problem,
 )
@@ -36,6 +37,7 @@ from flows.config.diagnostics import (
 )
 from flows.config.parsing import Unparsed, iter_marked, step_lists
 from flows.config.samples import sample_trigger
+from flows.config.sandbox_check import unsafe_names
 from flows.errors import ExpressionError, TouchpointsError
 from flows.steps.base import StepConfig
 from flows.templating import (
@@ -149,6 +151,17 @@ class TouchPointChecker:
                           hint="step ids must be unique in a touch point, nested steps included")
             else:
                 first[step_id] = place.loc
+        for place in places:
+            model = place.step.partial if isinstance(place.step, Unparsed) else place.step
+            old = getattr(model, "renamed_from", None)
+            if isinstance(old, str) and old in self.all_ids:
+                self.problems.append(Problem(
+                    place.loc + ("renamed_from",),
+                    f"{old!r} is still a step of this touch point, so renamed_from: {old} "
+                    f"would move nothing",
+                    hint=f"renamed_from names the id a step had before it was renamed: remove "
+                         f"it, or rename the step that is still {old!r} (journeys waiting at "
+                         f"a step that still exists stay there)", docs=DOCS_GUIDE))
 
     def _context(self, place: _Place) -> Contexts | None:
         """The sample contexts at a step (the examples in full, and with only their required
@@ -186,7 +199,9 @@ class TouchPointChecker:
         own = self._own_event(model, loc, context)
         for where, marker, value in iter_marked(model, loc):
             if marker == "expression":
-                if self._expression(where, value) and \
+                if unsafe_names(value, expression=True):
+                    self._expression(where, value)  # the sandbox check says the rest
+                elif self._expression(where, value) and \
                         self._references(where, _step_refs(value, True), ids) and \
                         self._contract(where, value, own, expression=True):
                     self._evaluate(where, value, own)
@@ -245,8 +260,8 @@ class TouchPointChecker:
     # ------------------------------------------------------------------ rendering
     def _evaluate(self, loc: Loc, value: str, context: Contexts | None) -> None:
         """Evaluate an expression on the sample data, as the engine will, when the event it
-        sees has a contract (an example alone is only an illustration)."""
-        if context is not None and context.scope.get("event") in self.catalogue.contracts.fields:
+        sees is in the catalogue (its fields declared, or else shown by its example)."""
+        if context is not None and context.scope.get("event") in self.catalogue.examples:
             self._both(loc, context, lambda ctx: evaluate_strictly(value, ctx), label="",
                        source=value, expression=True)
 
@@ -265,7 +280,7 @@ class TouchPointChecker:
               expression: bool = False) -> None:
         """Render with the full examples, then (if that worked) with only the required
         fields: what fails only then uses an optional field without a guard."""
-        if not self._render(loc, lambda: render(context.full), label=label):
+        if not self._render(loc, lambda: render(context.full), label=label, context=context):
             return
         try:
             same = context.required == context.full
@@ -346,7 +361,7 @@ class TouchPointChecker:
 
         self._both(loc, context, render, label=f"templates/{part}", source=source)
 
-    def _render(self, loc: Loc, render, *, label: str) -> bool:
+    def _render(self, loc: Loc, render, *, label: str, context: Contexts | None = None) -> bool:
         """Run ``render``; False (and the problem added) when it fails."""
         try:
             render()
@@ -357,7 +372,8 @@ class TouchPointChecker:
         except TemplateNotFound as exc:
             self._add(loc, f"{label or 'the text'} includes {exc.name}, which does not exist")
         except UndefinedError as exc:
-            self._add(loc, f"{_where(label, exc)}{exc.message}", hint=_NAMES_HINT)
+            hint = context and example_hint(exc, context.scope, self.catalogue.contracts)
+            self._add(loc, f"{_where(label, exc)}{exc.message}", hint=hint or _NAMES_HINT)
         except TouchpointsError as exc:  # a sandbox limit, located by the sandbox itself
             self._add(loc, exc.message, hint=exc.hint)
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,

@@ -177,11 +177,12 @@ def _strand(touchpoint: str, journey_id: str, wave: str, pointer: str) -> dict:
 
 def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
     from flows.engine import units
+    from flows.engine.migration import finish_wave  # a removed touch point finishes too
 
     engine = current_engine()
     with engine.store.session() as session:
-        summary = engine.journeys.finish(session, journey_id=journey_id, wave=wave,
-                                         flow_run_id=_flow_run_id(), now=clock.now())
+        summary = finish_wave(engine, session, journey_id=journey_id, wave=wave,
+                              flow_run_id=_flow_run_id(), now=clock.now())
         units.complete(session, wave, owner=_owner(), reason="wave finished")
         return summary
 
@@ -376,7 +377,8 @@ def compile_touchpoint(touchpoint) -> Any:
         return summary
 
     def journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id) -> dict:
-        tp = current_engine().touchpoint(name)
+        # the file's touch point; one removed from it runs on the version it was compiled from
+        tp = current_engine().config.touchpoints.get(name) or touchpoint
         with TagsContext(current_tags=set()):  # tags tag the run, not every task run in it
             if unit_id is not None:
                 held = acquire(name, unit_id)

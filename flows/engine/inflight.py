@@ -7,7 +7,10 @@ and one of
 * finish on version abc123 (started …): the default, their own version is stored;
 * moved by renamed_from: the step they wait at was renamed, and the new step says so;
 * carry on with the current version: their version is not stored but their step still exists;
-* need `touchpoints journeys migrate`: their step is gone and there is no version to finish on.
+* need `touchpoints journeys migrate`: their step is gone and there is no version to finish on;
+* (touch point removed): `touchpoints run --resume-due` finishes them on their stored version;
+  `serve` runs only the touch points in the file, so there they fail when they come due (with
+  the reason), as do those with no stored version.
 """
 
 from __future__ import annotations
@@ -45,13 +48,14 @@ def _step(touchpoint, step_id: str):
     return next((s for s in iter_steps(touchpoint.steps) if s.id == step_id), None)
 
 
-def affected(session, config, current: dict[str, Version | None]) -> list[Group]:
-    """The journeys in flight that are not on the current version of their touch point."""
+def affected(session, config, current: dict[str, Version | None], *,
+             served: bool = False) -> list[Group]:
+    """The journeys in flight that are not on the current version of their touch point, and
+    those of touch points the file no longer has (``served``: as `serve` will treat them)."""
     others = [and_(Journey.touchpoint == name, or_(Journey.version.is_(None),
                                                    Journey.version != version.digest))
               for name, version in current.items() if version is not None]
-    if not others:
-        return []
+    others.append(Journey.touchpoint.not_in(list(config.touchpoints)))
     journeys: dict[str, tuple[str, str | None, dict[str, int]]] = {}
     for jid, name, digest, pointer, count in session.execute(
             select(Journey.id, Journey.touchpoint, Journey.version, Member.pointer, func.count())
@@ -77,7 +81,17 @@ def affected(session, config, current: dict[str, Version | None]) -> list[Group]
 
     groups: dict[tuple, Group] = {}
     for name, digest, pointers in journeys.values():
-        now_tp = config.touchpoints[name]
+        now_tp = config.touchpoints.get(name)
+        if now_tp is None:  # the touch point was removed from the file
+            old_tp, started = version_of(name, digest)
+            outcome = "gone" if old_tp is None else ("removed-served" if served else "removed")
+            for pointer, count in pointers.items():
+                group = groups.setdefault((name, outcome, digest, pointer or ""), Group(
+                    touchpoint=name, outcome=outcome, pointer=pointer or "(starting)",
+                    change="touch point removed", version=digest, started=started))
+                group.journeys += 1
+                group.members += count
+            continue
         ids, mapping = step_ids(now_tp), renames(now_tp)
         used, stranded = plan_move(pointers, mapping, ids)
         old_tp, started = version_of(name, digest)
@@ -118,6 +132,20 @@ def _what(group: Group) -> str:
         return f"finish on version {short(group.version)}{when}"
     if group.outcome == "renamed":
         return "moved by renamed_from to the current version when they resume"
+    if group.outcome in ("removed", "removed-served"):
+        when = f" (started {group.started:%Y-%m-%d %H:%M} UTC)" if group.started else ""
+        finish = f"finish on version {short(group.version)}{when}"
+        back = f"put {group.touchpoint} back in touchpoints.yaml to let them finish"
+        if group.outcome == "removed-served":
+            return (f"fail when they come due: serve runs only the touch points in the file; "
+                    f"{back} on version {short(group.version)}, or `touchpoints run "
+                    f"--resume-due` does")
+        return (f"{finish} when `touchpoints run --resume-due` resumes them; under "
+                f"`touchpoints serve` they fail when they come due ({back} there)")
+    if group.outcome == "gone":
+        why = (f"their version {short(group.version)} is not in the store" if group.version
+               else "they started before versions were kept")
+        return f"fail when they come due, with the reason: {why}, so they cannot go on"
     if group.outcome == "current":
         return (f"carry on with the current version (their version {short(group.version)} "
                 "is not in the store)")
@@ -153,7 +181,7 @@ def say_in_flight(engine, say) -> None:
     try:
         current = {name: current_version(engine, name) for name in engine.config.touchpoints}
         with engine.store.read_session() as session:
-            lines = describe(affected(session, engine.config, current))
+            lines = describe(affected(session, engine.config, current, served=True))
     except Exception as exc:  # noqa: BLE001 - informative only
         log.warning("could not list the journeys an edit affects: %s", exc)
         return

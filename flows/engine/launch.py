@@ -46,11 +46,16 @@ def _key(prefix: str, unit_id: str | None, fallback: str, attempt: int) -> str:
 class InProcessLauncher:
     """Runs each flow here and now, against the Prefect API the process is configured for."""
 
+    #: journeys of a touch point removed from the file finish here on their stored version
+    runs_retired = True
+
     def __init__(self) -> None:
         self.results: list[dict[str, Any]] = []
 
     def _flow(self, touchpoint: str):
-        return compile_touchpoint(current_engine().touchpoint(touchpoint))
+        from flows.engine.versions import runnable
+
+        return compile_touchpoint(runnable(current_engine(), touchpoint))
 
     def _run(self, touchpoint: str, customer_id: str | None, **params) -> Any:
         from prefect import tags
@@ -99,6 +104,9 @@ class InProcessLauncher:
 class DeploymentLauncher:
     """Starts, resumes and re-drives journeys as runs of the served deployments; returns at
     once. A continuation becomes a run *scheduled* for its due time (Scheduled in the UI)."""
+
+    #: only the touch points in the file are deployed
+    runs_retired = False
 
     def _run(self, touchpoint: str, *, parameters: dict, name: str, key: str,
              customer_id: str | None, when: datetime | None = None,

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 
+from flows import clock
 from flows.config.models import iter_steps
 from flows.engine.versions import current_version, for_journey, pin, short
 from flows.errors import TouchpointsError
@@ -156,10 +157,117 @@ def fail_stranded(engine, session, *, journey_id: str, wave: str, pointer: str, 
                                      flow_run_id=flow_run_id, at=now, reason=reason,
                                      detail={"step": pointer, "version": journey.version})
                                 for cid in customers])
-    summary = engine.journeys.finish(session, journey_id=journey_id, wave=wave,
-                                     flow_run_id=flow_run_id, now=now)
+    summary = finish_wave(engine, session, journey_id=journey_id, wave=wave,
+                          flow_run_id=flow_run_id, now=now)
     summary["failed"] = len(customers)
     return summary
+
+
+# ---------------------------------------------------------------------- touch points removed
+def finish_wave(engine, session, *, journey_id: str, wave: str, flow_run_id: str | None,
+                now: datetime) -> dict:
+    """The end of a wave: :meth:`Journeys.finish` for a touch point of the file; for one
+    removed from it, the same with the entry rule of the version the journey runs on."""
+    from flows.store import audit
+
+    journey = session.get(Journey, journey_id)
+    if journey.touchpoint in engine.config.touchpoints:
+        return engine.journeys.finish(session, journey_id=journey_id, wave=wave,
+                                      flow_run_id=flow_run_id, now=now)
+    done = session.scalars(select(Member.customer_id).where(
+        Member.journey_id == journey_id, Member.wave == wave, Member.status == "active")).all()
+    session.execute(update(Member).where(Member.journey_id == journey_id, Member.wave == wave,
+                                         Member.status == "active")
+                    .values(status="done", updated_at=now)
+                    .execution_options(synchronize_session=False))
+    audit.record_many(session, [dict(action="journey.completed", result="done", actor="system",
+                                     touchpoint=journey.touchpoint, customer_id=cid,
+                                     journey_id=journey_id, flow_run_id=flow_run_id, at=now,
+                                     reason=f"reached the last step of version "
+                                            f"{short(journey.version)} (the touch point is no "
+                                            f"longer in touchpoints.yaml)") for cid in done])
+    open_members = session.scalar(select(func.count()).select_from(Member).where(
+        Member.journey_id == journey_id, Member.status.in_(OPEN))) or 0
+    if open_members == 0 and journey.status == "active":
+        journey.status, journey.ended_at = "done", now
+        pinned = for_journey(engine, session, journey)
+        if pinned.touchpoint.entry.rule == "after_end":
+            journey.entry_lock = False
+    return {"completed": len(done), "open": open_members, "journey_status": journey.status}
+
+
+def retired_reason(name: str, why: str) -> str:
+    return (f"touch point {name} is no longer in touchpoints.yaml and {why}, so the journey "
+            f"cannot go on (put {name} back in the file to let its journeys finish)")
+
+
+def fail_retired(engine, session, *, journey_id: str, reason: str, now: datetime,
+                 flow_run_id: str | None = None) -> int:
+    """End a journey of a removed touch point that cannot run: every open member failed with
+    ``reason`` (in the audit and in `touchpoints journeys`), its waits cancelled, the journey
+    ended. Returns the members failed."""
+    from flows.store import audit
+
+    journey = session.get(Journey, journey_id)
+    if journey is None or journey.status != "active":
+        return 0
+    reason = reason[:500]
+    members = session.execute(select(Member.customer_id, Member.pointer).where(
+        Member.journey_id == journey_id, Member.status.in_(OPEN))).all()
+    session.execute(update(Member).where(Member.journey_id == journey_id,
+                                         Member.status.in_(OPEN))
+                    .values(status="failed", reason=reason, updated_at=now)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(Continuation).where(
+        Continuation.journey_id == journey_id, Continuation.status.in_(("pending", "scheduled")))
+        .values(status="cancelled").execution_options(synchronize_session=False))
+    audit.record_many(session, [dict(action="journey.failed", result="failed", actor="system",
+                                     touchpoint=journey.touchpoint, step=pointer,
+                                     customer_id=cid, journey_id=journey_id,
+                                     flow_run_id=flow_run_id, at=now, reason=reason,
+                                     detail={"step": pointer, "version": journey.version})
+                                for cid, pointer in members])
+    session.execute(update(WorkUnit).where(
+        WorkUnit.journey_id == journey_id, WorkUnit.status.in_(("queued", "launched")))
+        .values(status="done", reason="the journey failed: its touch point was removed")
+        .execution_options(synchronize_session=False))
+    journey.status, journey.ended_at = "done", now
+    journey.entry_lock = False
+    return len(members)
+
+
+def launch_retired(engine, launcher, unit: dict) -> bool:
+    """Before a unit of a touch point that touchpoints.yaml no longer has becomes a run: True
+    if it may run (its journey's version is stored and ``launcher`` runs removed touch points:
+    it finishes on that version); else its journey fails with the reason, and False."""
+    name = unit["touchpoint"]
+    if name in engine.config.touchpoints:
+        return True
+    journey_id = unit.get("journey_id") or unit["params"].get("journey_id")
+    with engine.store.session() as session:
+        journey = session.get(Journey, journey_id) if journey_id else None
+        pinned = None
+        if journey is not None and journey.version:
+            from flows.engine.versions import load_version
+
+            pinned = load_version(engine, session, journey.version)
+        if pinned is not None and getattr(launcher, "runs_retired", False):
+            return True
+        if journey is None:
+            return False
+        due = unit.get("due_at")
+        if due is not None and (due if due.tzinfo else due.replace(tzinfo=UTC)) > clock.now():
+            return False  # not due yet: there is time to put the touch point back
+        if pinned is not None:
+            why = ("`touchpoints serve` runs only the touch points in the file (`touchpoints "
+                   f"run --resume-due` finishes it on version {short(journey.version)})")
+        elif journey.version:
+            why = f"its version {short(journey.version)} is not in the store"
+        else:
+            why = "it started before versions were kept"
+        fail_retired(engine, session, journey_id=journey.id, now=clock.now(),
+                     reason=retired_reason(name, why))
+    return False
 
 
 # ---------------------------------------------------------------------- touchpoints journeys migrate

@@ -65,8 +65,17 @@ def queue_continuations(session, *, journey_id: str | None = None, limit: int = 
     return count
 
 
-def launch_unit(launcher, unit: dict[str, Any]) -> Any:
-    """Hand one unit to the launcher: the single place where a unit becomes a run."""
+def launch_unit(launcher, unit: dict[str, Any], engine=None) -> Any:
+    """Hand one unit to the launcher: the single place where a unit becomes a run. A unit of
+    a touch point removed from touchpoints.yaml runs on its journey's stored version, or its
+    journey fails with the reason (:func:`flows.engine.migration.launch_retired`)."""
+    from flows.engine.core import current_engine
+    from flows.engine.migration import launch_retired
+
+    engine = engine or current_engine()
+    if unit["touchpoint"] not in engine.config.touchpoints \
+            and not launch_retired(engine, launcher, unit):
+        return None
     p, attempt = unit["params"], unit["attempts"]
     if unit["kind"] == "start":
         return launcher.start(unit["touchpoint"], event=p["event"], customer_id=p.get("customer_id"),
@@ -110,7 +119,7 @@ class UnitDriver:
             live.append(unit)
         for group in self._batches(live):
             if len(group) == 1:
-                outcome = launch_unit(self.launcher, group[0]) or {}
+                outcome = launch_unit(self.launcher, group[0], self.engine) or {}
             else:
                 outcome = self.launcher.start_batch(
                     group[0]["touchpoint"], unit_ids=[u["id"] for u in group],

@@ -23,7 +23,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, DictLoader, meta
 from jinja2 import TemplateError as JinjaTemplateError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from flows.config.definitions import canonical_json, definition, rebuild
@@ -251,3 +251,41 @@ def for_journey(engine, session, journey: Journey | str) -> Pinned:
     return Pinned(touchpoint=current, digest=journey.version,
                   missing=f"its version {short(journey.version)} is not in the store (or no "
                           "longer parses)")
+
+
+# ---------------------------------------------------------------------- touch points removed
+def retired(engine, session, name: str) -> Pinned | None:
+    """A touch point no longer in touchpoints.yaml whose journeys are still in flight: the
+    stored version of its latest such journey (each journey still runs on its own, through
+    :func:`for_journey`); None when it is in the file, has no journey in flight, or none of
+    their versions is stored."""
+    if name in engine.config.touchpoints:
+        return None
+    digests = session.scalars(select(Journey.version).where(
+        Journey.touchpoint == name, Journey.status == "active", Journey.version.is_not(None))
+        .group_by(Journey.version).order_by(func.max(Journey.started_at).desc())).all()
+    for digest in digests:
+        pinned = load_version(engine, session, digest)
+        if pinned is not None:
+            return pinned
+    return None
+
+
+def retired_names(engine, session) -> list[str]:
+    """The touch points with journeys in flight that touchpoints.yaml no longer has."""
+    names = session.scalars(select(Journey.touchpoint).where(Journey.status == "active")
+                            .group_by(Journey.touchpoint)).all()
+    return sorted(n for n in names if n not in engine.config.touchpoints)
+
+
+def runnable(engine, name: str):
+    """The touch point model a run of ``name`` compiles from: the file's, or for one removed
+    from the file while journeys are in flight, its stored version. Raises
+    :class:`flows.errors.NotFoundError` when there is neither."""
+    if name in engine.config.touchpoints:
+        return engine.config.touchpoints[name]
+    with engine.store.read_session() as session:
+        pinned = retired(engine, session, name)
+    if pinned is None:
+        return engine.touchpoint(name)  # raises, naming the touch points there are
+    return pinned.touchpoint

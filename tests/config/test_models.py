@@ -187,11 +187,15 @@ def test_the_engines_own_events_are_always_in_the_catalogue():
     assert "acknowledged_by" in catalogue["task.acknowledged"].example
 
 
-def test_a_declared_engine_event_keeps_its_own_example():
+def test_a_declared_engine_event_keeps_its_own_example_and_the_built_in_fields():
     config = ConfigFile.model_validate({
         "version": 1, "defaults": {"sender": "a@example.com", "postal_address": "x"},
-        "events": {"survey.answered": {"description": "Ours.", "example": {"score": 3}}}})
-    assert config.event_types()["survey.answered"].example == {"score": 3}
+        "events": {"survey.answered": {"description": "Ours.",
+                                       "example": {"survey_id": "s-1", "score": 3}}}})
+    survey = config.event_types()["survey.answered"]
+    assert survey.example == {"survey_id": "s-1", "score": 3}
+    assert survey.description == "Ours."
+    assert survey.fields["score"].type == "integer" and survey.fields["survey_id"].required
 
 
 def test_an_escalation_level_may_start_as_soon_as_the_task_is_overdue():

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flows.config import check
-from tests.config.support import write_config
+from tests.config.support import HEADER, write_config
 
 _EMAIL = ('- {{id: welcome, kind: email, subject: "{subject}", template: {template}, '
           'category: service}}')
@@ -73,10 +73,13 @@ def test_a_huge_payload_in_a_template_is_refused_within_a_second(tmp_path, paylo
     assert diagnostics[0].hint
 
 
-def test_a_huge_payload_in_a_where_expression_costs_nothing_at_check(tmp_path):
+def test_a_huge_payload_in_a_where_expression_is_refused_at_check_at_no_cost(tmp_path):
     path = write_config(tmp_path, _touchpoint(where="event.data.plan in ('x' * 10**10)"))
     diagnostics, elapsed, grown_mb = _timed_check(path)
-    assert diagnostics == [] and elapsed < 1.0 and grown_mb < 50
+    assert elapsed < 1.0 and grown_mb < 50
+    [problem] = diagnostics
+    assert problem.path == "touchpoints.sale.trigger.where"
+    assert "10,000,000,000" in problem.message
 
 
 def test_a_huge_inline_title_is_refused_at_its_field(tmp_path):
@@ -113,7 +116,10 @@ def test_every_internal_name_of_a_line_is_named_in_one_problem(tmp_path):
 
 
 def test_a_data_field_named_with_one_underscore_may_be_subscripted(tmp_path):
-    path = write_config(tmp_path, _touchpoint(where="event.data['_id'] != 'x'"))
+    header = HEADER.replace('example: {plan: "Fibre 500", contract_id: CT-1}',
+                            'example: {plan: "Fibre 500", contract_id: CT-1, _id: x1}')
+    assert header != HEADER
+    path = write_config(tmp_path, _touchpoint(where="event.data['_id'] != 'x'"), header=header)
     assert check(path) == []
 
 

@@ -277,3 +277,101 @@ def test_a_gone_step_with_no_stored_version_fails_the_member_with_a_reason(start
     capsys.readouterr()
     assert tp("journeys", "--touchpoint", "renewal") == 0
     assert "no longer in touch point renewal" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- a touch point removed
+def remove_touchpoint(folder: Path, name: str) -> None:
+    """Delete the whole ``name:`` block (and its heading comment) from touchpoints.yaml."""
+    path = folder / "touchpoints.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = lines.index(f"  {name}:\n")
+    if lines[first - 1].startswith("  # ---"):
+        first -= 1
+    last = next(i for i in range(first + 2, len(lines))
+                if lines[i].startswith("  ") and not lines[i].startswith("   "))
+    path.write_text("".join(lines[:first] + lines[last:]), encoding="utf-8")
+    assert f"  {name}:\n" not in path.read_text(encoding="utf-8")
+
+
+def test_a_waiting_journey_of_a_removed_touch_point_finishes_its_steps_on_its_version(
+        start, folder, clock, smtp_server, capsys):
+    journey_id = start_renewal(start())
+    remove_touchpoint(folder, "renewal")
+    engine = start()
+    assert "renewal" not in engine.config.touchpoints
+
+    assert tp("check") == 0
+    printed = capsys.readouterr().out
+    assert ("1 journey (1 member) at until_60d (touch point removed): finish on version "
+            in printed), printed
+
+    finish_the_renewal(engine, clock)
+
+    sent = subjects(smtp_server)
+    assert any(s.startswith(OPTIONS_SUBJECT) for s in sent), sent            # the 60-day email
+    assert any("Important: your Northwind contract ends" in s for s in sent), sent   # 30 days
+    journey, [member] = journey_and_members(engine, journey_id)
+    assert (journey.status, member.status) == ("done", "done")
+    assert not audit_rows(engine, journey_id, "journey.failed")
+    [completed] = audit_rows(engine, journey_id, "journey.completed")
+    assert "no longer in touchpoints.yaml" in completed.reason
+
+
+def test_a_removed_touch_point_with_no_stored_version_ends_its_journey_failed_with_the_reason(
+        start, folder, clock, capsys):
+    engine = start()
+    journey_id = start_renewal(engine)
+    with engine.store.session() as session:  # a journey from before versions were kept
+        session.get(Journey, journey_id).version = None
+    remove_touchpoint(folder, "renewal")
+    engine = start()
+    assert tp("check") == 0
+    assert ("at until_60d (touch point removed): fail when they come due, with the reason: "
+            "they started before versions were kept" in capsys.readouterr().out)
+
+    resume_at(engine, clock, datetime(2027, 1, 15, 12, 0, tzinfo=UTC))
+
+    journey, [member] = journey_and_members(engine, journey_id)
+    assert (journey.status, member.status) == ("done", "failed")
+    assert member.reason.startswith("touch point renewal is no longer in touchpoints.yaml and "
+                                    "it started before versions were kept")
+    [failed] = audit_rows(engine, journey_id, "journey.failed")
+    assert failed.reason == member.reason and failed.step == "until_60d"
+    with engine.store.session() as session:
+        assert not session.scalars(select(Continuation).where(
+            Continuation.journey_id == journey_id,
+            Continuation.status.in_(("pending", "scheduled")))).all()
+    capsys.readouterr()
+    assert tp("journeys", "--touchpoint", "renewal") == 0
+    assert "no longer in touchpoints.yaml" in capsys.readouterr().out
+
+
+def test_serve_says_a_removed_touch_points_journeys_fail_when_due_and_fails_them_then(
+        start, folder, clock):
+    from flows.engine.inflight import say_in_flight
+    from flows.engine.launch import DeploymentLauncher
+    from flows.engine.redrive import launch_unit
+
+    journey_id = start_renewal(start())
+    remove_touchpoint(folder, "renewal")
+    engine = start()
+    said: list[str] = []
+    say_in_flight(engine, said.append)
+    assert any("at until_60d (touch point removed): fail when they come due: serve runs only "
+               "the touch points in the file; put renewal back" in line for line in said), said
+    with engine.store.session() as session:
+        wait = session.scalar(select(Continuation).where(Continuation.journey_id == journey_id))
+        unit = {"id": f"resume:{wait.id}", "kind": "resume", "touchpoint": "renewal",
+                "journey_id": journey_id, "label": "x", "due_at": wait.due_at, "attempts": 0,
+                "params": {"journey_id": journey_id, "pointer": wait.pointer, "mode": "after",
+                           "customer_id": CUSTOMER, "continuation": wait.id}}
+
+    clock.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)      # before it is due: left alone
+    assert launch_unit(DeploymentLauncher(), unit, engine) is None
+    assert journey_and_members(engine, journey_id)[1][0].status == "waiting"
+
+    clock.now = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)     # due: failed, with the reason
+    assert launch_unit(DeploymentLauncher(), unit, engine) is None
+    journey, [member] = journey_and_members(engine, journey_id)
+    assert (journey.status, member.status) == ("done", "failed")
+    assert "`touchpoints serve` runs only the touch points in the file" in member.reason
