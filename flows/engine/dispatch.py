@@ -5,6 +5,7 @@ Prefect flow runs of served deployments in the service."""
 from __future__ import annotations
 
 import difflib
+import threading
 from contextlib import contextmanager
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from flows import clock
 from flows.engine.context import build_context
 from flows.engine.goals import at_intake
-from flows.engine.intake import refuse_bad_data
+from flows.engine.intake import admit, entry_refusals, refuse_bad_data
 from flows.engine.journeys import continuation_id
 from flows.engine.matching import answered_results, event_dict, matches
 from flows.errors import NotFoundError, TouchpointsError
@@ -38,10 +39,24 @@ class EmitResult:
     started: list[dict] = field(default_factory=list)
     resumed: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    #: the outbox told the starts the entry rule will refuse apart already (in ``skipped``)
+    entries_checked: bool = False
 
     def as_dict(self) -> dict:
         return {"event_id": self.event_id, "duplicate": self.duplicate, "started": self.started,
                 "resumed": self.resumed, "skipped": self.skipped}
+
+
+def _duplicate(existing: Event) -> EmitResult:
+    """The answer to an event id stored before: the same lists, nothing started again."""
+    previous = existing.result or {}
+    return EmitResult(event_id=existing.id, duplicate=True, started=previous.get("started", []),
+                      resumed=previous.get("resumed", []))
+
+
+def unknown_customer(customer_id: str) -> NotFoundError:
+    return NotFoundError(f"unknown customer {customer_id!r}",
+                         hint="import it with `touchpoints customers import FILE`")
 
 
 def _label(touchpoint, event: dict, customer_id: str | None) -> str:
@@ -70,6 +85,20 @@ class Dispatcher:
         self.engine = engine
         self.launcher = launcher
         self.outbox = outbox
+        self._inbox = None
+        self._inbox_lock = threading.Lock()
+
+    @property
+    def inbox(self):
+        """The outbox's writer: concurrent events stored in one transaction, each caller
+        answered once it is committed (flows/engine/groupcommit.py)."""
+        from flows.engine.groupcommit import GroupCommit
+
+        with self._inbox_lock:
+            if self._inbox is None:
+                self._inbox = GroupCommit(lambda: self.engine.store.session(), self._write_batch,
+                                          name="intake-writer")
+            return self._inbox
 
     # ------------------------------------------------------------------ validation
     def check_type(self, event_type: str) -> None:
@@ -88,64 +117,83 @@ class Dispatcher:
                         customer_id=customer_id, source=source, actor=actor)
         now = clock.now()
         event_id = event_id or f"evt-{uuid.uuid4().hex}"
+        item = {"type": type, "customer_id": customer_id, "data": data, "event_id": event_id,
+                "occurred_at": occurred_at, "source": source, "actor": actor, "now": now}
+        if self.outbox:  # stored with the units it asks for; answered once committed
+            return self.inbox.submit(item)
         retry = None
         with self.engine.store.session() as session:
             existing = session.get(Event, event_id)
             if existing is None:
-                plan, answer = self._record(session, type=type, customer_id=customer_id,
-                                            data=data, event_id=event_id,
-                                            occurred_at=occurred_at, source=source, actor=actor,
-                                            now=now)
-                if answer is not None:
-                    return answer
+                plan, _ = self._record(session, **item)
             else:
                 previous = existing.result or {}
-                if existing.status == "received" and previous.get("plan") and not self.outbox:
+                if existing.status == "received" and previous.get("plan"):
                     retry = previous["plan"]  # stored, but launching failed last time
-                result = EmitResult(event_id=event_id, duplicate=True)
-                result.started = previous.get("started", [])
-                result.resumed = previous.get("resumed", [])
+                result = _duplicate(existing)
         if existing is not None:  # launching happens outside the event's transaction
             return self._launch(event_id, retry, duplicate=True) if retry else result
         return self._launch(event_id, plan)
 
+    def _write_batch(self, session, items: list[dict]) -> list:
+        """The outbox's batch, in the writer's transaction (flows/engine/outbox.py)."""
+        from flows.engine.outbox import write_batch
+
+        return write_batch(self, session, items)
+
     def _record(self, session, *, type: str, customer_id: str | None, data: dict | None,
                 event_id: str, occurred_at: datetime | None, source: str, actor: str,
-                now: datetime) -> tuple[dict, EmitResult | None]:
-        """Store a new event with the units it asks for; in outbox mode, also the answer."""
+                now: datetime, batch=None) -> tuple[dict, EmitResult | None]:
+        """Store a new event with the units it asks for; in outbox mode, also the answer.
+        ``batch`` (the outbox's :class:`~flows.engine.outbox.Batch`): what the batch read up
+        front, and where its audit rows, new units and entry checks gather."""
         from flows.store import audit
 
         if customer_id is not None and session.get(Customer, customer_id) is None:
-            raise NotFoundError(f"unknown customer {customer_id!r}",
-                                hint="import it with `touchpoints customers import FILE`")
+            raise unknown_customer(customer_id)
         row = Event(id=event_id, type=type, customer_id=customer_id, data=data or {},
                     occurred_at=occurred_at or now, received_at=now, source=source,
-                    status="received")
-        session.add(row)
-        session.flush()
+                    status="dispatched" if self.outbox else "received",  # outbox: durable
+                    dispatched_at=now if self.outbox else None)         # with its units
+        early = batch is None or batch.counts(type)  # a count trigger counts this event too
+        if early:
+            session.add(row)
+            session.flush()
         event = event_dict(row)
-        audit.record(session, action="event.received", result="stored", actor=actor,
-                     customer_id=customer_id, reason=f"{type} from {source}",
-                     detail={"event_id": event_id, "type": type}, at=now)
+        received = {"action": "event.received", "result": "stored", "actor": actor,
+                    "customer_id": customer_id, "reason": f"{type} from {source}",
+                    "detail": {"event_id": event_id, "type": type}, "at": now}
+        if batch is not None and batch.defer_audit(type):
+            batch.audit.append(received)
+        else:
+            audit.record(session, **received)
         if customer_id:
             session.get(Customer, customer_id).last_contact_at = now
         ended = at_intake(self.engine, session, event, now)  # exit_when, then updates:
-        wakes = self._wake(session, event, now)
+        wakes = self._wake(session, event, now) if batch is None or batch.waits(type) else []
         starts, skipped = self._starts(session, event, now)
-        self._queue_units(session, event_id, starts, wakes)
+        self._queue_units(session, event_id, starts, wakes, batch)
         plan = {"starts": starts, "wakes": wakes, "skipped": skipped}
         row.result = {"started": [s["touchpoint"] for s in starts],
                       "resumed": [w["journey_id"] for w in wakes], "plan": plan,
                       "ended": [e["journey_id"] for e in ended]}
+        if not early:  # one INSERT with everything, no UPDATE after it
+            session.add(row)
         if not self.outbox:
             return plan, None
-        row.status, row.dispatched_at = "dispatched", now  # durable with its units
-        return plan, EmitResult(event_id=event_id, skipped=skipped,
-                                started=[{k: v for k, v in s.items() if k != "event"}
-                                         for s in starts], resumed=wakes)
+        answer = EmitResult(event_id=event_id, skipped=list(skipped), resumed=wakes,
+                            entries_checked=True)
+        if batch is None:
+            batch_entries = [(start, event) for start in starts]
+            reasons = entry_refusals(session, self.engine, batch_entries)
+            admit(answer, batch_entries, reasons)
+        else:  # told apart for the whole batch at its end, one query per touch point
+            batch.entries.append((answer, [(start, event) for start in starts]))
+        return plan, answer
 
     @staticmethod
-    def _queue_units(session, event_id: str, starts: list[dict], wakes: list[dict]) -> None:
+    def _queue_units(session, event_id: str, starts: list[dict], wakes: list[dict],
+                     batch=None) -> None:
         """The outbox: one unit per journey start and per woken journey, in the event's own
         transaction, so an accepted event always starts its journeys, whatever crashes."""
         from flows.engine import units
@@ -153,9 +201,13 @@ class Dispatcher:
 
         for start in starts:
             start["unit_id"] = start_unit_id(start["touchpoint"], event_id)
+            params = {"event": start["event"], "customer_id": start["customer_id"]}
+            if batch is not None and batch.new_unit(start["unit_id"]):
+                batch.add_start_unit(session, id=start["unit_id"], touchpoint=start["touchpoint"],
+                                     label=start["label"], params=params)
+                continue
             units.queue(session, id=start["unit_id"], kind="start", touchpoint=start["touchpoint"],
-                        label=start["label"], params={"event": start["event"],
-                                                      "customer_id": start["customer_id"]})
+                        label=start["label"], params=params)
         for wake in wakes:
             wake["unit_id"] = resume_unit_id(wake["continuation"])
             units.queue(session, id=wake["unit_id"], kind="resume", touchpoint=wake["touchpoint"],

@@ -415,7 +415,12 @@ def _emit(dispatcher, event: EventIn, caller: Principal) -> dict:
                                f"failed: {type(exc).__name__}",
                                hint="the event stays in the inbox; see the service's log") from None
             raise
-    started, skipped = admitted(dispatcher, result)
+    if getattr(result, "entries_checked", False):  # the outbox told refusals apart already
+        started = [s["touchpoint"] if isinstance(s, dict) else str(s) for s in result.started]
+        skipped = [{"touchpoint": s.get("touchpoint"), "reason": s.get("reason")}
+                   for s in result.skipped if isinstance(s, dict)]
+    else:
+        started, skipped = admitted(dispatcher, result)
     return {"event_id": result.event_id, "status": "accepted", "duplicate": result.duplicate,
             "started": started,
             "resumed": [w["journey_id"] if isinstance(w, dict) else str(w) for w in result.resumed],

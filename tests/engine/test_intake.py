@@ -75,3 +75,75 @@ def test_the_outbox_says_in_advance_that_the_entry_rule_refuses_a_second_start(i
     reason = entry_refusal(intake.engine, touchpoint="sale", event_id="crm-2",
                            customer_id=customer)
     assert reason and reason.startswith("entry rule once_per_cycle: journey ")
+
+
+# ---------------------------------------------------------------------- the outbox's batches
+def _item(event_id: str, customer_id: str | None, type: str = "contract.signed",
+          data: dict | None = None) -> dict:
+    from flows import clock
+
+    return {"type": type, "customer_id": customer_id, "data": data or {}, "event_id": event_id,
+            "occurred_at": None, "source": "crm", "actor": "api:crm", "now": clock.now()}
+
+
+def _write(intake, items: list[dict]) -> list:
+    from flows.engine.outbox import write_batch
+
+    with intake.engine.store.session() as session:
+        return write_batch(intake, session, items)
+
+
+def test_concurrent_events_are_each_answered_with_their_own_once_stored(intake):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows.store.audit_verify import verify
+    from flows.store.tables import WorkUnit
+
+    customers = [add_customer(intake.engine, f"C-{n}") for n in range(24)]
+    intake.outbox = True
+
+    def post(customer):
+        return intake.emit(type="contract.signed", customer_id=customer,
+                           event_id=f"crm-{customer}", source="crm", actor="api:crm")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, customers))
+    assert [a.event_id for a in answers] == [f"crm-{c}" for c in customers]
+    assert all([s["customer_id"] for s in a.started] == [c] for a, c in zip(answers, customers))
+    assert not any(a.duplicate for a in answers)
+    assert {r.id for r in _rows(intake, Event, status="dispatched")} == {a.event_id for a in answers}
+    assert len(_rows(intake, WorkUnit, kind="start", status="queued")) == 24
+    received = _rows(intake, AuditRow, action="event.received")
+    assert sorted(r.customer_id for r in received) == sorted(customers)
+    assert intake.inbox.items == 24 and 1 <= intake.inbox.batches <= 24
+    with intake.engine.store.read_session() as session:
+        assert verify(session).ok
+
+
+def test_a_batch_stores_each_good_event_and_refuses_only_the_bad_one(intake):
+    from flows.errors import ExpressionError, NotFoundError
+
+    a, c = add_customer(intake.engine, "C-1"), add_customer(intake.engine, "C-3")
+    intake.outbox = True
+    # billing's filter reads event.data.first: without it the filter cannot be evaluated,
+    # after the event was written (the contract would refuse it first; the batch must cope)
+    outcomes = _write(intake, [_item("e-1", a), _item("e-2", "C-404"), _item("e-1", a),
+                               _item("e-4", c, "invoice.issued"), _item("e-5", c)])
+    first, unknown, again, broken, last = outcomes
+    assert [s["touchpoint"] for s in first.started] == ["sale"] and not first.duplicate
+    assert isinstance(unknown, NotFoundError) and "C-404" in unknown.message
+    assert again.duplicate and again.started == ["sale"]
+    assert isinstance(broken, ExpressionError)
+    assert [s["touchpoint"] for s in last.started] == ["sale"]
+    assert sorted(r.id for r in _rows(intake, Event)) == ["e-1", "e-5"]
+    assert sorted(r.detail["event_id"] for r in _rows(intake, AuditRow,
+                                                      action="event.received")) == ["e-1", "e-5"]
+
+
+def test_two_events_of_one_customer_in_a_batch_are_both_stored_and_answered(intake):
+    customer = add_customer(intake.engine, "C-1")
+    intake.outbox = True
+    first, second = _write(intake, [_item("e-1", customer), _item("e-2", customer)])
+    assert [s["touchpoint"] for s in first.started] == ["sale"]
+    assert [s["touchpoint"] for s in second.started] == ["sale"]  # no journey holds the key yet
+    assert len(_rows(intake, Event)) == 2
