@@ -33,7 +33,7 @@ IDLE_SECONDS = 2.0
 
 
 class _Ticket:
-    __slots__ = ("item", "done", "result", "error")
+    __slots__ = ("done", "error", "item", "result")
 
     def __init__(self, item: Any) -> None:
         self.item = item
@@ -108,7 +108,7 @@ class GroupCommit:
                 if len(outcomes) != len(batch):
                     raise RuntimeError(f"{self.name}: {len(outcomes)} outcomes for "
                                        f"{len(batch)} items")
-        except BaseException as exc:  # noqa: BLE001 - nothing of the batch is stored: say so
+        except BaseException as exc:
             for ticket, outcome in zip(batch, outcomes + [None] * len(batch), strict=False):
                 ticket.error = outcome if isinstance(outcome, BaseException) else exc
             if not isinstance(exc, Exception):

@@ -85,7 +85,7 @@ def entry_refusals(session, engine, starts: list[tuple[dict, dict]]) -> list[str
                 continue
         try:
             key = entry_key(tp, event=event, customer=customer, config=engine.config, now=now)
-        except Exception:  # noqa: BLE001 - entering reports a key that cannot be evaluated
+        except Exception:  # noqa: BLE001, S112 - entering reports a key it cannot evaluate
             continue
         wanted.setdefault(tp.name, {}).setdefault(key, []).append(n)
     for name, keys in wanted.items():
