@@ -308,6 +308,8 @@ class ConfigFile(BaseModel):
     events: dict[EventName, EventType] = Field(default_factory=dict)
     touchpoints: dict[Name, TouchPoint] = Field(default_factory=dict)
 
+    _catalogue: dict[str, EventType] | None = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _engine_events_agree(self) -> ConfigFile:
         problems = [(("events", name, *loc), message, hint)
@@ -350,10 +352,20 @@ class ConfigFile(BaseModel):
     def event_types(self) -> dict[str, EventType]:
         """The event catalogue: the declared events, then the engine's own (a declared one of
         those keeps the built-in contract under its own fields: :func:`merged_event`)."""
+        catalogue = (self.__pydantic_private__ or {}).get("_catalogue")  # no slow __getattr__
+        if catalogue is None:
+            self._merge_catalogue()
+            catalogue = self._catalogue
+        return dict(catalogue)
+
+    @model_validator(mode="after")
+    def _merge_catalogue(self) -> ConfigFile:
+        """Built once: :meth:`event_types` is on the hot paths (every event, every render)."""
         catalogue = {name: merged_event(name, spec) for name, spec in self.events.items()}
         for name, spec in ENGINE_EVENTS.items():
             catalogue.setdefault(name, spec)
-        return catalogue
+        self._catalogue = catalogue
+        return self
 
     def step_count(self) -> int:
         return sum(1 for tp in self.touchpoints.values() for _ in iter_steps(tp.steps))
