@@ -83,18 +83,46 @@ def use_launcher() -> None:
 
 
 # ---------------------------------------------------------------------- the runner's side
+#: what a flow run imports after its flow is loaded (found by profiling one): imported here
+#: once, not in every run; a name missing from a later Prefect is skipped
+RUN_MODULES = ("prefect.task_engine", "prefect.utilities.visualization", "prefect.artifacts",
+               "prefect.concurrency._asyncio", "prefect.concurrency.sync", "smtplib",
+               "email.policy", "email.headerregistry")
+#: our packages a run uses, imported whole
+RUN_PACKAGES = ("flows.engine", "flows.steps", "flows.mail", "flows.store")
+
+
 def preload(engine) -> None:
-    """Everything a flow run process would load: Prefect's engine modules and every compiled
-    flow. The store's connections are closed afterwards: a forked run opens its own."""
-    import prefect.engine  # noqa: F401  (what `python -m prefect.engine` imports)
+    """Load what a flow run process would: Prefect's engine modules, our engine, every
+    compiled flow and every template (compiled, in the renderer's cache)."""
+    import importlib
+    import pkgutil
+
+    import prefect.engine
     import prefect.flow_engine  # noqa: F401
 
-    import flows.engine.entry as entry
     import flows.reports.weekly  # noqa: F401  (the served weekly report's entrypoint)
+    from flows.engine import entry
 
+    names = list(RUN_MODULES)
+    for package in RUN_PACKAGES:
+        path = importlib.import_module(package).__path__
+        names += [info.name for info in pkgutil.walk_packages(path, package + ".")]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001  (a run imports it itself, or fails there)
+            log.debug("not preloaded: %s (%s)", name, exc)
     for touchpoint in engine.config.touchpoints.values():
         if touchpoint.enabled:
             getattr(entry, entry.ident(touchpoint.name))
+    renderer, root = engine.renderer, Path(engine.renderer.templates_dir)
+    for template in sorted(root.rglob("*")) if root.is_dir() else []:
+        if template.is_file() and template.suffix in (".txt", ".html"):
+            try:
+                renderer.env.get_template(template.relative_to(root).as_posix())
+            except Exception as exc:  # noqa: BLE001  (the run reports a broken template)
+                log.debug("template not preloaded: %s (%s)", template, exc)
 
 
 def start(engine) -> int | None:
@@ -128,7 +156,7 @@ def fork_server(*, module: str = "prefect.engine", config_stamp: tuple = ()) -> 
             if os.getppid() == 1:
                 os._exit(1)
             job = ForkServer(listener, module=module, config_stamp=config_stamp).serve()
-        except BaseException:
+        except BaseException:  # noqa: BLE001  (reported, then the fork server ends)
             import traceback
 
             traceback.print_exc()
@@ -159,7 +187,7 @@ class ForkServer:
         self.by_conn: dict[socket.socket, int] = {}
         self.wakeup_r, self.wakeup_w = socket.socketpair()
 
-    def serve(self) -> "RunJob":
+    def serve(self) -> RunJob:
         """Serve until killed; returns only in a forked child, with the run to execute."""
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
@@ -190,7 +218,7 @@ class ForkServer:
             _kill(pid, signal.SIGKILL)
         os._exit(0)
 
-    def _accept(self) -> "RunJob | None":
+    def _accept(self) -> RunJob | None:
         try:
             conn, _ = self.listener.accept()
         except OSError:
@@ -226,7 +254,7 @@ class ForkServer:
         self.selector.register(conn, selectors.EVENT_READ, "launcher")
         return None
 
-    def _become_run(self, conn, request: dict, fds: list[int]) -> "RunJob":
+    def _become_run(self, conn, request: dict, fds: list[int]) -> RunJob:
         server = os.getppid()
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
