@@ -253,7 +253,18 @@ def launch_retired(engine, launcher, unit: dict) -> bool:
             pinned = load_version(engine, session, journey.version)
         if pinned is not None and getattr(launcher, "runs_retired", False):
             return True
-        if journey is None:
+        if journey is None:  # a start queued before the touch point was removed: not started
+            from flows.store import audit
+
+            reason = f"touch point {name} is no longer in touchpoints.yaml; nothing was started"
+            session.execute(update(WorkUnit).where(WorkUnit.id == unit["id"],
+                                                   WorkUnit.status == "queued")
+                            .values(status="failed", reason=reason)
+                            .execution_options(synchronize_session=False))
+            audit.record(session, action="unit.failed", result="failed", actor="system",
+                         touchpoint=name, journey_id=None, at=clock.now(),
+                         reason=f"{unit['kind']} {unit['id']}: {reason}",
+                         detail={"unit": unit["id"], "kind": unit["kind"]})
             return False
         due = unit.get("due_at")
         if due is not None and (due if due.tzinfo else due.replace(tzinfo=UTC)) > clock.now():

@@ -375,3 +375,32 @@ def test_serve_says_a_removed_touch_points_journeys_fail_when_due_and_fails_them
     journey, [member] = journey_and_members(engine, journey_id)
     assert (journey.status, member.status) == ("done", "failed")
     assert "`touchpoints serve` runs only the touch points in the file" in member.reason
+
+
+def test_a_start_queued_for_a_touch_point_since_removed_fails_its_unit_with_the_reason(
+        start, folder):
+    from flows.engine import units
+    from flows.engine.launch import DeploymentLauncher
+    from flows.engine.redrive import launch_unit
+    from flows.store.tables import WorkUnit
+
+    engine = start()
+    with engine.store.session() as session:
+        units.queue(session, id="start:renewal:evt-1", kind="start", touchpoint="renewal",
+                    journey_id=None, label=CUSTOMER, due_at=None,
+                    params={"event": {"id": "evt-1"}, "customer_id": CUSTOMER})
+    remove_touchpoint(folder, "renewal")
+    engine = start()
+    unit = {"id": "start:renewal:evt-1", "kind": "start", "touchpoint": "renewal",
+            "journey_id": None, "label": CUSTOMER, "due_at": None, "attempts": 0,
+            "params": {"event": {"id": "evt-1"}, "customer_id": CUSTOMER}}
+
+    assert launch_unit(DeploymentLauncher(), unit, engine) is None
+
+    with engine.store.session() as session:
+        row = session.get(WorkUnit, "start:renewal:evt-1")
+        assert row.status == "failed"
+        assert row.reason == ("touch point renewal is no longer in touchpoints.yaml; nothing "
+                              "was started")
+        [audited] = session.scalars(select(AuditRow).where(AuditRow.action == "unit.failed")).all()
+        assert "start:renewal:evt-1" in audited.reason
