@@ -115,8 +115,8 @@ def test_a_declared_engine_event_may_not_require_what_the_engine_may_leave_out(t
         ("events['survey.answered'].fields.comment.required",
          "comment is optional in the built-in contract of survey.answered"),
         ("events['survey.answered'].fields.channel",
-         "Touchpoints never sends 'channel' in survey.answered, so a required channel would "
-         "refuse every survey.answered it sends"),
+         ("Touchpoints never sends 'channel' in survey.answered, so a required channel would "
+          "refuse every survey.answered it sends")),
     ]
 
 
@@ -124,6 +124,7 @@ def test_a_declared_example_must_satisfy_the_built_in_fields(tmp_path):
     [(line, path, message, _)] = _declaring(
         tmp_path, "      score: {type: integer, required: false}\n",
         "    example: {score: 9}\n")
+    assert line == "example: {score: 9}"
     assert path == "events['survey.answered'].example"
     assert "survey_id: required (a string) but missing" in message
 
