@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: seconds between tries for SQLite's write lock (see ``_begin_immediate``)
+WRITE_LOCK_POLL_S = 0.002
 PG_CONNECT_TIMEOUT_S = 10
 #: the SQLite file and the files SQLite keeps next to it, all 0600
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -325,7 +328,37 @@ def _make_sqlite_safe(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            _begin_immediate(connection)
+        else:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _begin_immediate(connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock in even steps of
+    ``WRITE_LOCK_POLL_S``. SQLite's own busy handler backs off to 100 ms between tries, so a
+    writer that has waited a while loses the lock to every newcomer, and the service's intake
+    waited seconds behind the runs' short transactions; polling evenly, every writer (in every
+    process) has the same chance. After ``SQLITE_BUSY_TIMEOUT_MS`` the error is SQLAlchemy's
+    "database is locked", as before."""
+    import sqlite3
+
+    cursor = connection.connection.driver_connection.cursor()
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    try:
+        cursor.execute("PRAGMA busy_timeout = 0")
+        while time.monotonic() < deadline:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            time.sleep(WRITE_LOCK_POLL_S)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # once more, raising SQLAlchemy's error
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
 
 
 # ---------------------------------------------------------------------- one Store per URL
