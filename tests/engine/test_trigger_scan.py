@@ -146,7 +146,7 @@ def quiet_cases(draw):
 
 
 # --------------------------------------------------------------------------- properties
-@settings(max_examples=40, deadline=None, suppress_health_check=PER_EXAMPLE)
+@settings(max_examples=30, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(case=date_cases())
 def test_the_date_scan_fires_exactly_whom_the_loop_over_every_customer_fired(store, tmp_path, case):
     now, trigger, customers, fired = case
@@ -182,7 +182,7 @@ def test_at_both_edges_of_the_window_in_the_farthest_zones_the_scan_matches_the_
     assert partly  # the window's edge cuts through a day: some zones in, some out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=PER_EXAMPLE)
+@settings(max_examples=30, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(case=quiet_cases())
 def test_the_inactivity_query_fires_exactly_whom_the_loop_over_every_customer_fired(
         store, tmp_path, case):
