@@ -26,6 +26,7 @@ FIELDS = ("id", "name", "email", "timezone", "region", "plan", "contract_start",
           "account_owner", "account_owner_name", "preferred_name", "last_contact_at")
 REQUIRED = ("id", "name", "email", "timezone")
 SPECIAL = ("unsubscribed", "attributes")
+_KNOWN = frozenset(FIELDS + SPECIAL)
 #: other names of a field: a CRM's ``first_name`` column is how the customer is greeted
 ALIASES = {"first_name": "preferred_name"}
 #: how far ahead of now a last contact may be (clocks differ a little); later is a data error
@@ -291,13 +292,15 @@ def check_customer(data: Mapping[str, Any], *,
             raise ValueError(f"{alias} {value!r} and {name} {given!r} differ: give one of them")
         if given is None:
             data[name] = value
-    known = {k: v for k, v in data.items() if k in FIELDS or k in SPECIAL}
-    extra = {k: v for k, v in data.items() if k not in known}
+    known = {k: v for k, v in data.items() if k in _KNOWN}
+    extra = {k: v for k, v in data.items() if k not in _KNOWN}
     attributes = known.get("attributes")
     if attributes is not None and not isinstance(attributes, Mapping):
         raise ValueError("attributes: must be an object")
     known["attributes"] = {**(attributes or {}), **extra}
-    context = {"categories": frozenset(categories)} if categories is not None else None
+    if categories is not None and not isinstance(categories, frozenset):
+        categories = frozenset(categories)
+    context = {"categories": categories} if categories is not None else None
     try:
         return CustomerIn.model_validate(known, context=context)
     except ValidationError as exc:

@@ -189,7 +189,8 @@ def _read_csv(path: Path, text: IO[str]) -> Iterator[SourceRow]:
     try:
         for cells in reader:
             line, last_line = last_line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
+            values = [cell.strip() for cell in cells]
+            if not any(values):
                 continue
             if header is None:
                 header = _csv_header(path, line, cells)
@@ -201,12 +202,10 @@ def _read_csv(path: Path, text: IO[str]) -> Iterator[SourceRow]:
                     f"(a {_DELIMITER_NAMES[delimiter]} inside a value needs quotes)"))
                 index += 1
                 continue
-            data = {}
-            padded = cells + [""] * (len(header) - len(cells))
-            for name, wanted, cell in zip(header, keep, padded, strict=True):
-                value = cell.strip()
-                if wanted or value:
-                    data[name] = value
+            if len(values) < len(header):
+                values += [""] * (len(header) - len(values))
+            data = {name: value for name, wanted, value in zip(header, keep, values, strict=True)
+                    if wanted or value}
             yield SourceRow(index=index, data=data, line=line)
             index += 1
     except csv.Error as exc:

@@ -221,9 +221,9 @@ def _save_chunk(session: Session, chunk: list[CustomerIn], report: ImportReport,
                 source: str) -> None:
     """Save one chunk: one query for its existing customers, one for the preferences of those
     who unsubscribe, then bulk inserts and updates."""
-    existing = {row.id: row for row in session.execute(
+    existing = {row[0]: row for row in session.execute(
         select(_TABLE.c.id, _TABLE.c.last_contact_at, *(_TABLE.c[n] for n in _REPLACED))
-        .where(_TABLE.c.id.in_([c.id for c in chunk])))}
+        .where(_TABLE.c.id.in_([c.id for c in chunk]))).tuples()}
     prefs = _subscribed(session, [c.id for c in chunk if c.unsubscribed and c.id in existing])
     now = utcnow()
     new_customers: list[dict] = []
@@ -246,9 +246,10 @@ def _save_chunk(session: Session, chunk: list[CustomerIn], report: ImportReport,
                                   "last_contact_at": customer.last_contact_at, **values})
             report.created += 1
             continue
-        changed = {name: value for name, value in values.items() if row._mapping[name] != value}
-        contact = customer.last_contact_at
-        if contact is not None and (row.last_contact_at is None or contact > row.last_contact_at):
+        changed = {name: values[name] for name, old in zip(_REPLACED, row[2:], strict=True)
+                   if old != values[name]}
+        contact, known = customer.last_contact_at, row[1]
+        if contact is not None and (known is None or contact > known):
             changed["last_contact_at"] = contact  # the CRM's contact is newer than ours
         if changed:
             changes.append({"id": customer.id, "updated_at": now, **changed})
