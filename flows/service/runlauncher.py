@@ -30,8 +30,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _cold() -> None:
+def _cold(why: str | None = None) -> None:
     """Run the flow run the ordinary way, in this very process."""
+    if why:
+        print(f"touchpoints: this flow run starts cold ({why})", file=sys.stderr, flush=True)
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])
 
 
@@ -50,7 +52,7 @@ def main() -> int:
     address = os.environ.get("TOUCHPOINTS_RUN_SOCKET")
     sock = _connect(address) if address else None
     if sock is None:
-        _cold()
+        _cold("the fork server does not answer" if address else None)
     child: list[int] = []
     pending: list[int] = []
 
@@ -80,7 +82,7 @@ def main() -> int:
             signal.signal(sig, signal.SIG_DFL)
         if pending:
             os.kill(os.getpid(), pending[0])
-        _cold()
+        _cold(f"the fork server said {' '.join(first) or 'nothing'}")
     child.append(int(first[1]))
     for signum in pending:
         forward(signum, None)
