@@ -163,6 +163,33 @@ def test_a_thousand_concurrent_posts_of_one_event_start_one_journey_and_never_a_
     assert len([j for j in journeys if j["touchpoint"] == "ping"]) == 1, journeys
 
 
+def test_a_served_flow_run_is_forked_warm_from_the_runners_fork_server(service):
+    import os
+
+    import psutil
+
+    def cmdline(process) -> list[str]:
+        try:
+            return process.cmdline()
+        except psutil.Error:  # ended in between
+            return []
+
+    runner = psutil.Process(service.info["children"]["runner"])
+    servers = [p for p in runner.children()
+               if os.getsid(p.pid) == p.pid and cmdline(p) == runner.cmdline()]
+    assert len(servers) == 1, runner.children()  # forked from the runner, a session of its own
+    fork_server = servers[0]
+    service.post_event("ping", "T-3")
+    runs, launchers, deadline = [], [], time.monotonic() + 120
+    while not runs and time.monotonic() < deadline:  # a run lives for a second or more
+        launchers = [p for p in runner.children() if "flows.service.runlauncher" in cmdline(p)]
+        runs = fork_server.children()
+        time.sleep(0.02)
+    assert runs, "no flow run was forked"
+    assert launchers  # what Prefect started and watches, standing in for the forked run
+    service.wait_for_mail(both(to("alan@example.com"), subject("First hello")), count=1)
+
+
 def test_when_a_part_dies_serve_says_so_and_exits_non_zero(service):
     import os
     import signal
