@@ -86,6 +86,8 @@ class Arm:
         self.serve = Serve(root)
         self.serve.env["PYTHONPATH"] = str(repo)  # serve, its CLI and its runs import that copy
         self.serve.env["TOUCHPOINTS_CONFIG_FILE"] = str(repo / "touchpoints.yaml")
+        if "TOUCHPOINTS_WARM_RUNS" in os.environ:  # Serve passes no TOUCHPOINTS_* of ours on
+            self.serve.env["TOUCHPOINTS_WARM_RUNS"] = os.environ["TOUCHPOINTS_WARM_RUNS"]
         self.serve.cli("customers", "import", str(root / "customers.csv"))
         self.mailbox = self.serve.data / "mailbox"
         self.samples: dict[str, list[dict]] = {"first_email": [], "matched_event": []}
