@@ -146,6 +146,7 @@ def fork_server(*, module: str = "prefect.engine", config_stamp: tuple = ()) -> 
     listener.listen(64)
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the fork server
         try:
@@ -153,7 +154,7 @@ def fork_server(*, module: str = "prefect.engine", config_stamp: tuple = ()) -> 
             from flows.engine.entry import die_with_parent
 
             die_with_parent()
-            if os.getppid() == 1:
+            if os.getppid() != parent:  # the runner died before we could ask
                 os._exit(1)
             job = ForkServer(listener, module=module, config_stamp=config_stamp).serve()
         except BaseException:  # noqa: BLE001  (reported, then the fork server ends)
