@@ -151,8 +151,8 @@ class _Importer:
                  categories: Collection[str] | None, around: Around | None) -> None:
         self.session, self.report, self.around = session, report, around
         self.categories = frozenset(categories) if categories is not None else None
-        #: where each good id was first seen: (line, item, index)
-        self.first_seen: dict[str, tuple[int | None, int | None, int]] = {}
+        #: where each good id was first seen: its line, or minus its item number (no line)
+        self.first_seen: dict[str, int] = {}
         self.chunk: list[CustomerIn] = []
 
     def add(self, row: SourceRow) -> None:
@@ -161,12 +161,12 @@ class _Importer:
             return
         earlier = self.first_seen.get(customer.id)
         if earlier is not None:
-            line, item, index = earlier
-            where = f"line {line}" if line is not None else f"item {item or index + 1}"
+            where = f"line {earlier}" if earlier > 0 else f"item {-earlier}"
             _reject(self.report, row, f"id {customer.id} appears twice (first on {where})",
                     customer.id)
             return
-        self.first_seen[customer.id] = (row.line, row.item, row.index)
+        self.first_seen[customer.id] = (row.line if row.line is not None
+                                        else -(row.item or row.index + 1))
         self.chunk.append(customer)
         if len(self.chunk) >= CHUNK:
             self.flush()
