@@ -96,10 +96,16 @@ class Renderer:
         )
 
 
+@lru_cache(maxsize=2048)  # compiled once per text: a fan-out renders the same subject N times
+def compile_text(text: str):
+    """The compiled inline template of ``text`` (a compiled template keeps no render state)."""
+    return _inline_env.from_string(text)
+
+
 def render_text(text: str, context: dict[str, Any], *, header: bool = False) -> str:
     """Render an inline template string (titles, subjects, bodies)."""
     try:
-        out = _inline_env.from_string(text).render(context)
+        out = compile_text(text).render(context)
     except JinjaTemplateError as exc:
         raise TemplateError(f"{exc} in {text!r}") from exc
     except LimitError as exc:

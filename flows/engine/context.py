@@ -99,6 +99,14 @@ class EngineContext:
                                           category=category, step_id=step_id, sender=sender,
                                           extra=dict(extra or {}), key=key)
 
+    def send_emails(self, requests: list[dict[str, Any]]) -> list[Delivery]:
+        """Send a batch's emails at once, one Delivery per request in order; a request holds
+        ``member`` and the keyword arguments of :meth:`send_email`. One query per lookup for
+        the batch, one commit per chunk of SMTP sends (flows/engine/delivery.py)."""
+        from flows.engine.delivery import EmailRequest
+
+        return self.engine.deliverer.send_many(self, [EmailRequest(**r) for r in requests])
+
     def mail_session(self):
         """One SMTP connection for the whole batch, opened on first use."""
         if self._mail_session is None:

@@ -21,6 +21,8 @@ from flows.steps.base import (
     TemplateName,
 )
 
+#: Delivery.status of an email not sent because the member's journey ended before it went
+ENDED = "ended"
 RECIPIENT = r"^(customer|account_owner|team:[a-z0-9][a-z0-9\-]*)$"
 
 
@@ -47,12 +49,24 @@ class EmailStep(StepConfig):
         return {"sent": True, "status": "sent", "reason": "", "message_id": "<sample@example>"}
 
 
+def send_all(ctx: StepContext, requests: list[dict]) -> list:
+    """The Deliveries of ``requests`` (each ``member`` plus ``send_email``'s keyword
+    arguments): in one batch when the context can (the engine's), else one by one."""
+    batch = getattr(ctx, "send_emails", None)
+    if batch is not None:
+        return batch(requests)
+    return [ctx.send_email(r.pop("member"), **r) for r in (dict(r) for r in requests)]
+
+
 def run(*, config: EmailStep, ctx: StepContext, members: list[Member]) -> dict[int, Outcome]:
+    deliveries = send_all(ctx, [dict(member=m, to=config.to, sender=config.from_,
+                                     template=config.template, subject=config.subject,
+                                     category=config.category, step_id=config.id)
+                                for m in members])
     outcomes: dict[int, Outcome] = {}
-    for member in members:
-        delivery = ctx.send_email(member, to=config.to, sender=config.from_,
-                                  template=config.template, subject=config.subject,
-                                  category=config.category, step_id=config.id)
+    for member, delivery in zip(members, deliveries, strict=True):
+        if delivery.status == ENDED:  # the journey ended meanwhile: nothing more for them
+            continue
         if delivery.status == "deferred":
             outcomes[member.id] = Defer(until=delivery.until, reason=delivery.reason)
         else:

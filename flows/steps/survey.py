@@ -25,6 +25,7 @@ from flows.steps.base import (
     TemplateName,
     Text,
 )
+from flows.steps.email import ENDED, send_all
 from flows.store.tables import Survey
 
 DEFAULT_TEXT = {
@@ -76,35 +77,41 @@ class SurveyStep(StepConfig):
 
 
 def run(*, config: SurveyStep, ctx: StepContext, members: list[Member]) -> dict[int, Outcome]:
-    outcomes: dict[int, Outcome] = {}
+    keys = {m.id: f"{ctx.journey_id}:{config.id}:{m.customer.id}" for m in members}
+    surveys = {s.key: s for s in ctx.session.scalars(  # one query for the batch
+        select(Survey).where(Survey.key.in_(sorted(set(keys.values())))))}
+    low, high = SCALES.get(config.question, (None, None))
+    requests, kept = [], []
     for member in members:
-        key = f"{ctx.journey_id}:{config.id}:{member.customer.id}"
-        survey = ctx.session.scalar(select(Survey).where(Survey.key == key))
+        survey = surveys.get(keys[member.id])
         if survey is None:
-            survey = Survey(
-                id=uuid.uuid4().hex, key=key, journey_id=ctx.journey_id,
+            survey = surveys[keys[member.id]] = Survey(
+                id=uuid.uuid4().hex, key=keys[member.id], journey_id=ctx.journey_id,
                 touchpoint=ctx.touchpoint.name, step_id=config.id, customer_id=member.customer.id,
                 question=config.question,
                 text=ctx.render(config.text or DEFAULT_TEXT[config.question], member, header=True),
                 choices=list(config.choices), created_at=ctx.now, expires_at=ctx.now + config.expires,
             )
             ctx.session.add(survey)
-            ctx.session.flush()
         # the link lives ``expires`` from the moment it is sent, not from when the survey was
         # first tried: a survey deferred to the send window's opening arrives with its full life
         sent_with, survey.expires_at = survey.expires_at, ctx.now + config.expires
         url = ctx.link("survey", survey=survey.id)
-        low, high = SCALES.get(config.question, (None, None))
-        delivery = ctx.send_email(
-            member, to="customer", template=config.template, subject=config.subject,
+        kept.append((survey, sent_with, url))
+        requests.append(dict(
+            member=member, to="customer", template=config.template, subject=config.subject,
             category=config.category, step_id=config.id,
             extra={"links": {"survey": url},
                    "survey": {"question": config.question, "text": survey.text, "low": low,
                               "high": high, "choices": list(config.choices),
-                              "expires_at": survey.expires_at}},
-        )
+                              "expires_at": survey.expires_at}}))
+    outcomes: dict[int, Outcome] = {}
+    for member, (survey, sent_with, url), delivery in zip(
+            members, kept, send_all(ctx, requests), strict=True):
         if delivery.status == "duplicate":  # it went out before, with the expiry it has
             survey.expires_at = sent_with
+        if delivery.status == ENDED:  # the journey ended meanwhile: nothing more for them
+            continue
         if delivery.status == "deferred":
             outcomes[member.id] = Defer(until=delivery.until, reason=delivery.reason)
             continue

@@ -80,14 +80,14 @@ def test_a_step_that_breaks_for_one_member_fails_that_member_and_the_batch_goes_
         engine, emit, smtp_server, monkeypatch):
     from flows.engine.delivery import Deliverer
 
-    real_send = Deliverer.send
+    real_send = Deliverer.prepare
 
     def breaks_for_one(self, ctx, member, **kwargs):
         if member.customer.id == "C-1001":
             raise ValueError("the template cannot handle this customer")
         return real_send(self, ctx, member, **kwargs)
 
-    monkeypatch.setattr(Deliverer, "send", breaks_for_one)
+    monkeypatch.setattr(Deliverer, "prepare", breaks_for_one)
     emit("outage.declared", regions=["north"], outage_id="OUT-8")
 
     others = [a for a in north_addresses(engine) if a != "zoe.harper@example.com"]

@@ -24,7 +24,7 @@ def broken_for_zoe(engine, monkeypatch):
     """The outage notice breaks for C-1001 until ``fix()`` is called."""
     from flows.engine.delivery import Deliverer
 
-    real_send = Deliverer.send
+    real_send = Deliverer.prepare
     state = {"broken": True}
 
     def send(self, ctx, member, **kwargs):
@@ -32,7 +32,7 @@ def broken_for_zoe(engine, monkeypatch):
             raise ValueError("the template cannot handle this customer")
         return real_send(self, ctx, member, **kwargs)
 
-    monkeypatch.setattr(Deliverer, "send", send)
+    monkeypatch.setattr(Deliverer, "prepare", send)
     monkeypatch.setattr(engine.config.defaults, "operations", OPS)
     state["fix"] = lambda: state.update(broken=False)
     return state
