@@ -13,12 +13,15 @@ Batch-shaped (:meth:`Deliverer.send_many`):
   journey ended meanwhile (an ``exit_when`` event, a cancel) gets nothing, and no ledger row.
   Then its ledger rows are ``sending`` (with their Message-IDs) and **one commit** makes them
   durable, together with the audit rows and settled rows of everything decided before;
-* the chunk goes over the batch's one SMTP connection, then its rows are settled (``sent``,
+* the chunk goes over the batch's one SMTP connection; each email the server accepts is
+  marked ``accepted`` at once in a tiny transaction of its own (:class:`_Accepted`), then the
+  chunk's rows are settled (``sent``,
   ``bounced``, ``deferred``) and audited, committed with the next chunk's ``sending`` rows or,
   after the last chunk, by a final commit.
 
-A crash between the two leaves ``sending`` rows: a re-driven run sends them again with the
-same Message-ID. An exception out of the SMTP loop itself (the run being cancelled) first
+A crash during the conversation leaves ``sending`` only the email in flight: a re-driven run
+sends it again with the same Message-ID (at most one duplicate per crash), and settles the
+``accepted`` ones as sent without sending them again. An exception out of the SMTP loop itself (the run being cancelled) first
 settles and commits what the chunk already delivered.
 """
 
@@ -44,6 +47,41 @@ INTERNAL = "internal"
 RETRY_TEMPORARY_AFTER = timedelta(minutes=15)
 #: emails per SMTP conversation between two commits
 CHUNK_SIZE = 100
+
+
+#: a ledger row the SMTP server accepted, not yet settled and audited as ``sent``
+ACCEPTED = "accepted"
+
+
+class _Accepted:
+    """Marks each email the SMTP server accepted, at once and durably, on a connection of its
+    own, in a transaction of its own: one small UPDATE (``sending`` → ``accepted``), the only write per email.
+    A crash in the middle of a chunk then leaves ``sending`` only the email that was in flight,
+    so a re-drive sends again at most one email per crash; the ``accepted`` ones it settles as
+    sent without sending them. The chunk's session holds no lock meanwhile (its ``sending``
+    rows were committed, and nothing is flushed during the conversation)."""
+
+    def __init__(self, session) -> None:
+        from sqlalchemy.engine import Engine
+
+        bind = session.get_bind()
+        self.engine = bind if isinstance(bind, Engine) else None
+        self.connection = None
+
+    def mark(self, key: str) -> None:
+        if self.engine is None:  # a session bound to one connection: settled with the chunk
+            return
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        with self.connection.begin():  # its own short transaction, committed at once
+            self.connection.execute(update(Ledger).where(Ledger.key == key,
+                                                         Ledger.status == "sending")
+                                    .values(status=ACCEPTED))
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 @dataclass
@@ -172,6 +210,11 @@ class Deliverer:
         suppressed, deferred, or to send (``plan.message`` built). No query of its own."""
         request, category = plan.request, plan.request.category
         existing = reads.ledger.get(plan.ledger_key)
+        if existing is not None and existing.status == ACCEPTED:
+            # the SMTP server took it before a crash stopped the run settling it: record it as
+            # sent now, without sending it again
+            plan.row = existing
+            return self._settle(ctx, plan, status="sent", reason="", action="email.sent")
         if existing is not None and existing.status in ("sent", "suppressed", "bounced"):
             status = "duplicate" if existing.status == "sent" else existing.status
             plan.delivery = Delivery(status=status, reason=existing.reason,
@@ -311,6 +354,7 @@ class Deliverer:
     def _converse(self, ctx, ready: list[_Plan], audited: list, suppressed: set[str]) -> None:
         """The chunk's SMTP conversation over the batch's connection, then its settlement."""
         delivered: list[_Plan] = []
+        accepted = _Accepted(ctx.session)
         try:
             for plan in ready:
                 try:
@@ -319,9 +363,11 @@ class Deliverer:
                     self._failed_send(ctx, plan, exc, suppressed)
                 else:
                     delivered.append(plan)
+                    accepted.mark(plan.ledger_key)
                 audited.append(plan)
                 plan.message = None
         except BaseException:
+            accepted.close()
             # cancelled mid-chunk: what went out is recorded before the run ends; the rest
             # stays "sending" and goes again (same Message-ID) when the run is driven again
             try:
@@ -330,6 +376,7 @@ class Deliverer:
             except Exception:  # noqa: BLE001, S110 - the first error is the one to report
                 pass
             raise
+        accepted.close()
         self._sent(ctx, delivered)
 
     def _failed_send(self, ctx, plan: _Plan, exc: DeliveryError, suppressed: set[str]) -> None:

@@ -246,7 +246,7 @@ class Delivery(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(998), default="")
     message_id: Mapped[str] = mapped_column(String(300))
-    #: sending|sent|suppressed|deferred|bounced|failed
+    #: sending|accepted (taken by SMTP, not settled yet)|sent|suppressed|deferred|bounced|failed
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500), default="")
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
