@@ -49,7 +49,10 @@ def deploy(engine, pool: str) -> list[str]:
 
     from flows.service.deployments import build_deployments, deployment_name
 
+    from flows.service.zombies import ensure_automation_sync
+
     ensure_pool(pool)
+    ensure_automation_sync()  # Prefect sets a run Crashed when its heartbeats stop
     deployments = build_deployments(engine)
     if not deployments:
         return []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from flows.errors import ServiceError
 from flows.service.processes import ChildProcess, python_module, wait_http
 from flows.service.topology import prefect_server_env
+from flows.service.zombies import heartbeat_env
 from flows.settings import Settings
 
 log = logging.getLogger("touchpoints.service")
@@ -82,6 +83,8 @@ class Supervisor:
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")  # due runs start within a second
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")  # the same for pool workers
+        for name, value in heartbeat_env().items():  # runs say they are alive (zombies.py)
+            env.setdefault(name, value)
         env["TOUCHPOINTS_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env["TOUCHPOINTS_CONFIG_FILE"] = str(self.settings.config_file.resolve())
         if prefect_api:
@@ -214,6 +217,18 @@ class Supervisor:
         self.children.append(runner)
         self._wait_for_deployments(engine, runner)
 
+    def _zombie_detection(self) -> None:
+        """Prefect's automation that sets a run Crashed when its heartbeats stop; a Prefect
+        server that refuses it leaves serve running on the store's leases alone."""
+        from flows.service.zombies import ensure_automation_sync
+
+        try:
+            if ensure_automation_sync():
+                log.info("created the Prefect automation that crashes silent runs")
+        except Exception as exc:  # noqa: BLE001 - the leases still re-drive dead runs
+            self.say(f"warning: could not set up Prefect's zombie detection ({exc}); dead "
+                     "runs are still re-driven from the store's leases")
+
     def _deploy(self, engine) -> None:
         """With a work pool, an intake or housekeeping instance registers the touch points at
         start (updating them in place), so a changed touchpoints.yaml is what workers run."""
@@ -298,6 +313,7 @@ class Supervisor:
         from flows.engine.inflight import say_in_flight  # journeys an edit affects
 
         say_in_flight(engine, self.say)
+        self._zombie_detection()
         catcher_url = None
         if self.settings.embedded_mail:
             from flows.mail.catcher import Catcher

@@ -26,3 +26,17 @@ def test_a_prefect_server_on_its_own_database_server_is_not_said_to_migrate(tmp_
                         prefect_database_url="postgresql://prefect@127.0.0.1/prefect")
 
     assert prefect_first_start_note(settings) == ""
+
+
+def test_every_child_runs_its_flow_runs_with_prefect_heartbeats_on(tmp_path, monkeypatch):
+    from flows.service.supervisor import Supervisor
+    from flows.settings import Settings
+
+    monkeypatch.delenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", raising=False)
+    supervisor = Supervisor(Settings(data_dir=tmp_path / "data", secret_key="test"),
+                            say=lambda *_: None)
+
+    env = supervisor._child_env("http://127.0.0.1:4200/api")
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # zombies.py crashes silent runs
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # an operator's own wins
+    assert supervisor._child_env(None)["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "60"
