@@ -2,7 +2,8 @@
 
 A served deployment's entrypoint is ``flows.engine.entry.<ident>``, where ``ident`` is the
 touch point name with ``-`` replaced by ``_``. Looking the attribute up compiles the flow from
-touchpoints.yaml (module ``__getattr__``, PEP 562).
+touchpoints.yaml (module ``__getattr__``, PEP 562), or, for a touch point removed from the file
+while journeys of it are in flight, from its stored version.
 """
 
 from __future__ import annotations
@@ -44,4 +45,11 @@ def __getattr__(name: str):
     for touchpoint in engine.config.touchpoints.values():
         if ident(touchpoint.name) == name:
             return compile_touchpoint(touchpoint)
+    from flows.engine.versions import retired, retired_names
+
+    with engine.store.read_session() as session:  # removed from the file, journeys in flight
+        for retired_name in retired_names(engine, session):
+            if ident(retired_name) == name and (
+                    pinned := retired(engine, session, retired_name)) is not None:
+                return compile_touchpoint(pinned.touchpoint)
     raise AttributeError(f"no touch point compiles to {name!r}")

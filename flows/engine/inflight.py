@@ -8,9 +8,9 @@ and one of
 * moved by renamed_from: the step they wait at was renamed, and the new step says so;
 * carry on with the current version: their version is not stored but their step still exists;
 * need `touchpoints journeys migrate`: their step is gone and there is no version to finish on;
-* (touch point removed): `touchpoints run --resume-due` finishes them on their stored version;
-  `serve` runs only the touch points in the file, so there they fail when they come due (with
-  the reason), as do those with no stored version.
+* (touch point removed): they finish on their stored version (`serve` deploys it for them,
+  `touchpoints run --resume-due` runs it); those with no stored version fail when they come
+  due, with the reason.
 """
 
 from __future__ import annotations
@@ -134,14 +134,8 @@ def _what(group: Group) -> str:
         return "moved by renamed_from to the current version when they resume"
     if group.outcome in ("removed", "removed-served"):
         when = f" (started {group.started:%Y-%m-%d %H:%M} UTC)" if group.started else ""
-        finish = f"finish on version {short(group.version)}{when}"
-        back = f"put {group.touchpoint} back in touchpoints.yaml to let them finish"
-        if group.outcome == "removed-served":
-            return (f"fail when they come due: serve runs only the touch points in the file; "
-                    f"{back} on version {short(group.version)}, or `touchpoints run "
-                    f"--resume-due` does")
-        return (f"{finish} when `touchpoints run --resume-due` resumes them; under "
-                f"`touchpoints serve` they fail when they come due ({back} there)")
+        return (f"finish on version {short(group.version)}{when}, which serve deploys for "
+                "them; nothing new starts")
     if group.outcome == "gone":
         why = (f"their version {short(group.version)} is not in the store" if group.version
                else "they started before versions were kept")

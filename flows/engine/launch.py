@@ -105,8 +105,9 @@ class DeploymentLauncher:
     """Starts, resumes and re-drives journeys as runs of the served deployments; returns at
     once. A continuation becomes a run *scheduled* for its due time (Scheduled in the UI)."""
 
-    #: only the touch points in the file are deployed
-    runs_retired = False
+    #: a touch point removed from the file is deployed from its stored version while journeys
+    #: of it are in flight (flows/service/deployments.py), so they finish on it
+    runs_retired = True
 
     def _run(self, touchpoint: str, *, parameters: dict, name: str, key: str,
              customer_id: str | None, when: datetime | None = None,

@@ -270,8 +270,9 @@ def launch_retired(engine, launcher, unit: dict) -> bool:
         if due is not None and (due if due.tzinfo else due.replace(tzinfo=UTC)) > clock.now():
             return False  # not due yet: there is time to put the touch point back
         if pinned is not None:
-            why = ("`touchpoints serve` runs only the touch points in the file (`touchpoints "
-                   f"run --resume-due` finishes it on version {short(journey.version)})")
+            why = ("this launcher runs only the touch points in the file (`touchpoints serve` "
+                   f"and `touchpoints run --resume-due` finish it on version "
+                   f"{short(journey.version)})")
         elif journey.version:
             why = f"its version {short(journey.version)} is not in the store"
         else:

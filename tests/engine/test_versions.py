@@ -346,35 +346,45 @@ def test_a_removed_touch_point_with_no_stored_version_ends_its_journey_failed_wi
     assert "no longer in touchpoints.yaml" in capsys.readouterr().out
 
 
-def test_serve_says_a_removed_touch_points_journeys_fail_when_due_and_fails_them_then(
+def test_serve_deploys_a_removed_touch_point_from_its_stored_version_for_its_journeys(
         start, folder, clock):
+    from flows.engine import entry
     from flows.engine.inflight import say_in_flight
     from flows.engine.launch import DeploymentLauncher
-    from flows.engine.redrive import launch_unit
+    from flows.engine.migration import launch_retired
+    from flows.service.deployments import build_deployments
 
     journey_id = start_renewal(start())
     remove_touchpoint(folder, "renewal")
     engine = start()
     said: list[str] = []
     say_in_flight(engine, said.append)
-    assert any("at until_60d (touch point removed): fail when they come due: serve runs only "
-               "the touch points in the file; put renewal back" in line for line in said), said
+    assert any("at until_60d (touch point removed): finish on version " in line
+               and "which serve deploys for them" in line for line in said), said
+
+    deployments = {d.name: d for d in build_deployments(engine)}
+    retired = deployments["renewal"]
+    assert "retired" in retired.tags and not retired.schedules  # nothing new starts
+    assert retired.entrypoint == "flows.engine.entry.renewal"
+    flow = entry.renewal  # what a served run of it loads
+    assert flow.name == "renewal"
+
     with engine.store.session() as session:
         wait = session.scalar(select(Continuation).where(Continuation.journey_id == journey_id))
         unit = {"id": f"resume:{wait.id}", "kind": "resume", "touchpoint": "renewal",
                 "journey_id": journey_id, "label": "x", "due_at": wait.due_at, "attempts": 0,
                 "params": {"journey_id": journey_id, "pointer": wait.pointer, "mode": "after",
                            "customer_id": CUSTOMER, "continuation": wait.id}}
-
-    clock.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)      # before it is due: left alone
-    assert launch_unit(DeploymentLauncher(), unit, engine) is None
+    clock.now = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)     # due: it runs, nothing fails
+    assert launch_retired(engine, DeploymentLauncher(), unit) is True
     assert journey_and_members(engine, journey_id)[1][0].status == "waiting"
 
-    clock.now = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)     # due: failed, with the reason
-    assert launch_unit(DeploymentLauncher(), unit, engine) is None
-    journey, [member] = journey_and_members(engine, journey_id)
-    assert (journey.status, member.status) == ("done", "failed")
-    assert "`touchpoints serve` runs only the touch points in the file" in member.reason
+
+def test_serve_deploys_nothing_for_a_removed_touch_point_with_no_journey_in_flight(start, folder):
+    from flows.service.deployments import build_deployments
+
+    remove_touchpoint(folder, "renewal")
+    assert "renewal" not in {d.name for d in build_deployments(start())}
 
 
 def test_a_start_queued_for_a_touch_point_since_removed_fails_its_unit_with_the_reason(
