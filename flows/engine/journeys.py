@@ -363,7 +363,8 @@ class JourneyOps:
 
     # ------------------------------------------------------------------ finishing
     def finish(self, session, *, journey_id: str, wave: str, flow_run_id: str | None,
-               now: datetime) -> dict[str, Any]:
+               now: datetime, reason: str = "reached the last step") -> dict[str, Any]:
+        from flows.engine.versions import for_journey
         from flows.store import audit
 
         journey = session.get(Journey, journey_id)
@@ -377,11 +378,13 @@ class JourneyOps:
                                              actor="system", touchpoint=journey.touchpoint,
                                              customer_id=cid, journey_id=journey_id,
                                              flow_run_id=flow_run_id, at=now,
-                                             reason="reached the last step") for cid in done])
+                                             reason=reason) for cid in done])
         open_members = session.scalar(select(func.count()).select_from(Member).where(
             Member.journey_id == journey_id, Member.status.in_(("active", "waiting")))) or 0
         if open_members == 0 and journey.status == "active":
             journey.status, journey.ended_at = "done", now
-            if self.engine.config.touchpoints[journey.touchpoint].entry.rule == "after_end":
+            touchpoint = (self.engine.config.touchpoints.get(journey.touchpoint)
+                          or for_journey(self.engine, session, journey).touchpoint)  # removed
+            if touchpoint.entry.rule == "after_end":
                 journey.entry_lock = False
         return {"completed": len(done), "open": open_members, "journey_status": journey.status}

@@ -168,32 +168,12 @@ def finish_wave(engine, session, *, journey_id: str, wave: str, flow_run_id: str
                 now: datetime) -> dict:
     """The end of a wave: :meth:`Journeys.finish` for a touch point of the file; for one
     removed from it, the same with the entry rule of the version the journey runs on."""
-    from flows.store import audit
-
     journey = session.get(Journey, journey_id)
-    if journey.touchpoint in engine.config.touchpoints:
-        return engine.journeys.finish(session, journey_id=journey_id, wave=wave,
-                                      flow_run_id=flow_run_id, now=now)
-    done = session.scalars(select(Member.customer_id).where(
-        Member.journey_id == journey_id, Member.wave == wave, Member.status == "active")).all()
-    session.execute(update(Member).where(Member.journey_id == journey_id, Member.wave == wave,
-                                         Member.status == "active")
-                    .values(status="done", updated_at=now)
-                    .execution_options(synchronize_session=False))
-    audit.record_many(session, [dict(action="journey.completed", result="done", actor="system",
-                                     touchpoint=journey.touchpoint, customer_id=cid,
-                                     journey_id=journey_id, flow_run_id=flow_run_id, at=now,
-                                     reason=f"reached the last step of version "
-                                            f"{short(journey.version)} (the touch point is no "
-                                            f"longer in touchpoints.yaml)") for cid in done])
-    open_members = session.scalar(select(func.count()).select_from(Member).where(
-        Member.journey_id == journey_id, Member.status.in_(OPEN))) or 0
-    if open_members == 0 and journey.status == "active":
-        journey.status, journey.ended_at = "done", now
-        pinned = for_journey(engine, session, journey)
-        if pinned.touchpoint.entry.rule == "after_end":
-            journey.entry_lock = False
-    return {"completed": len(done), "open": open_members, "journey_status": journey.status}
+    reason = ("reached the last step" if journey.touchpoint in engine.config.touchpoints else
+              f"reached the last step of version {short(journey.version)} (the touch point is "
+              "no longer in touchpoints.yaml)")
+    return engine.journeys.finish(session, journey_id=journey_id, wave=wave,
+                                  flow_run_id=flow_run_id, now=now, reason=reason)
 
 
 def retired_reason(name: str, why: str) -> str:
