@@ -300,7 +300,9 @@ class JourneyOps:
         for view in views:
             try:
                 outcomes.update(kind.run(config=step, ctx=ctx, members=[view]))
-                session.flush()
+                # committed at once: a later member's rollback must not take this member's
+                # holds, tasks or audit rows with it (steps are replay-safe if this run dies)
+                session.commit()
             except Exception as exc:
                 session.rollback()
                 failures[view.id] = _describe(exc)

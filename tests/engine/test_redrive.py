@@ -100,6 +100,32 @@ def test_a_step_that_breaks_for_one_member_fails_that_member_and_the_batch_goes_
         assert row.customer_id == "C-1001" and "outage_acknowledged" in row.reason
 
 
+def test_a_member_failing_after_others_of_its_batch_leaves_their_holds_in_place(
+        engine, emit, monkeypatch):
+    from flows.engine.context import EngineContext
+    from flows.store.tables import Customer, Hold
+
+    with engine.store.session() as session:
+        north = sorted(session.scalars(select(Customer.id).where(Customer.region == "north")))
+    breaking = north[-1]  # run last when the batch is retried member by member
+    real_render = EngineContext.render
+
+    def breaks_for_one(self, text, member, **kwargs):
+        if self.step_id == "quiet_during_outage" and member.customer.id == breaking:
+            raise ValueError("the hold reason cannot handle this customer")
+        return real_render(self, text, member, **kwargs)
+
+    monkeypatch.setattr(EngineContext, "render", breaks_for_one)
+    emit("outage.declared", regions=["north"], outage_id="OUT-9")
+
+    with engine.store.session() as session:
+        held = set(session.scalars(select(Hold.customer_id).where(
+            Hold.source.like("%:quiet_during_outage"))))
+        failed = session.scalar(select(Member).where(Member.customer_id == breaking))
+    assert held == set(north) - {breaking}  # the members retried before it keep their hold
+    assert failed.status == "failed" and "cannot handle this customer" in failed.reason
+
+
 def test_the_service_intake_stores_the_event_and_its_units_without_calling_prefect(engine):
     from flows.engine.dispatch import Dispatcher
     from flows.engine.redrive import UnitDriver
