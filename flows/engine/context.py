@@ -60,6 +60,9 @@ class EngineContext:
     holdouts: frozenset[str] = frozenset()
     contacts: Any = field(default=None, repr=False)
     _mail_session: Any = field(default=None, repr=False)
+    #: audit rows of the batch not yet written: one ``record_many`` for all of them (one read
+    #: of the chain head) when the batch is applied, or before any commit inside the step
+    _audit_rows: list = field(default_factory=list, repr=False)
 
     @property
     def config(self):
@@ -85,12 +88,24 @@ class EngineContext:
 
     def audit(self, action: str, *, customer_id: str | None, result: str, reason: str = "",
               detail: dict[str, Any] | None = None) -> None:
+        """Queue an audit row in the batch's transaction; :meth:`flush_audit` writes the queue
+        (the engine calls it before every commit, so a row never outlives its rollback)."""
+        self._audit_rows.append(dict(
+            action=action, result=result, reason=reason, actor=self.actor,
+            touchpoint=self.touchpoint.name, step=self.step_id, customer_id=customer_id,
+            journey_id=self.journey_id, flow_run_id=self.flow_run_id, detail=detail or {},
+            at=self.now))
+
+    def flush_audit(self) -> int:
+        """Write the queued audit rows with one ``record_many``; how many were written."""
         from flows.store import audit
 
-        audit.record(self.session, action=action, result=result, reason=reason,
-                     actor=self.actor, touchpoint=self.touchpoint.name, step=self.step_id,
-                     customer_id=customer_id, journey_id=self.journey_id,
-                     flow_run_id=self.flow_run_id, detail=detail or {}, at=self.now)
+        rows, self._audit_rows = self._audit_rows, []
+        return audit.record_many(self.session, rows) if rows else 0
+
+    def drop_audit(self) -> None:
+        """Forget the queued rows: their transaction was rolled back."""
+        self._audit_rows = []
 
     def send_email(self, member: Member, *, to: str, template: str, subject: str, category: str,
                    step_id: str, sender: str = "company", extra: dict[str, Any] | None = None,

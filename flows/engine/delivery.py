@@ -406,6 +406,9 @@ class Deliverer:
         the transaction, as the audit lock wants) and commit."""
         from flows.store import audit
 
+        flush = getattr(ctx, "flush_audit", None)
+        if flush is not None:  # the step's own rows first, in the order they happened
+            flush()
         rows = [p.audit for p in audited]
         audited.clear()
         if rows:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from flows.engine import alerts, holdouts, units
 from flows.engine.audience import entry_key, iter_segment
 from flows.engine.goals import keep_ended
-from flows.engine.matching import answered_results, arrived_already
+from flows.engine.matching import answered_results, arrived_already, may_have_arrived
 from flows.engine.versions import pin as pin_version
 from flows.steps import get as get_kind
 from flows.steps.base import Defer, Exit, Next, Route, Wait, WaitFor
@@ -253,11 +253,14 @@ class JourneyOps:
             ctx.close()
         tally: dict[str, int] = {}
         by_id = {r.id: r for r in rows}
+        early = may_have_arrived(session, journey=journey, waits={
+            by_id[mid].customer_id: o for mid, o in outcomes.items() if isinstance(o, WaitFor)})
         for member_id, outcome in outcomes.items():
             row = by_id[member_id]
             label = self._label(journey, row, step.id)
             tally[type(outcome).__name__.lower()] = tally.get(type(outcome).__name__.lower(), 0) + 1
-            self._apply(session, ctx, journey, row, step, lane, outcome, label, now)
+            self._apply(session, ctx, journey, row, step, lane, outcome, label, now, early)
+        ctx.flush_audit()  # the batch's audit rows: one read of the chain head, one insert
         for member_id, reason in failures.items():
             row = by_id[member_id]
             row.status, row.reason, row.updated_at = "failed", reason[:500], now
@@ -290,9 +293,11 @@ class JourneyOps:
         except Exception as exc:
             if len(views) <= 1:
                 session.rollback()
+                ctx.drop_audit()
                 return {}, {v.id: _describe(exc) for v in views}
             first = exc
         session.rollback()  # drop what the failed batch wrote; each member runs again alone
+        ctx.drop_audit()
         log.warning("step %s failed for a batch of %s (%s); running its members one by one",
                     step.id, len(views), _describe(first))
         outcomes: dict = {}
@@ -302,9 +307,11 @@ class JourneyOps:
                 outcomes.update(kind.run(config=step, ctx=ctx, members=[view]))
                 # committed at once: a later member's rollback must not take this member's
                 # holds, tasks or audit rows with it (steps are replay-safe if this run dies)
+                ctx.flush_audit()
                 session.commit()
             except Exception as exc:
                 session.rollback()
+                ctx.drop_audit()
                 failures[view.id] = _describe(exc)
         return outcomes, failures
 
@@ -313,7 +320,7 @@ class JourneyOps:
         return f"{member.customer_id} · {step_id}"
 
     def _apply(self, session, ctx, journey, row: Member, step, lane: str, outcome, label: str,
-               now: datetime) -> None:
+               now: datetime, early_possible: set[str] | None = None) -> None:
         results = dict(row.results or {})
         row.updated_at = now
         if isinstance(outcome, Defer):
@@ -347,9 +354,11 @@ class JourneyOps:
                       reason=f"resumes {outcome.until.isoformat()}")
             return
         if isinstance(outcome, WaitFor):
-            early = arrived_already(session, self.engine.config, journey=journey,
-                                    customer_id=row.customer_id, results=results,
-                                    event_type=outcome.event, match=outcome.match)
+            early = None if early_possible is not None and \
+                row.customer_id not in early_possible else \
+                arrived_already(session, self.engine.config, journey=journey,
+                                customer_id=row.customer_id, results=results,
+                                event_type=outcome.event, match=outcome.match)
             if early is not None:  # it came before the member got here: carry straight on
                 row.results = answered_results(results, step.id, journey.id, early)
                 ctx.audit("journey.event", customer_id=row.customer_id, result="matched",

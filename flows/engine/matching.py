@@ -83,18 +83,52 @@ def event_dict(row: Event) -> dict:
             "occurred_at": row.occurred_at.isoformat()}
 
 
-def arrived_already(session, config, *, journey: Journey, customer_id: str, results: dict,
-                    event_type: str, match: str | None) -> dict | None:
-    """A matching event that reached the inbox before the member got to its wait_for (events
-    race the runs they start when runs are scheduled): after the journey's trigger and after
-    the event that answered the member's previous wait, never that event itself. The second
-    ``wait_for task.completed`` of a journey is answered by the second task, not the first."""
+def earliest_since(session, journey: Journey) -> datetime:
+    """The earliest an event can have arrived and still answer a wait of ``journey``."""
     since: datetime = journey.started_at
     trigger_id = (journey.trigger or {}).get("id")
     if trigger_id:
         trigger_row = session.get(Event, trigger_id)
         if trigger_row is not None:
             since = min(since, trigger_row.received_at)
+    return since
+
+
+def may_have_arrived(session, *, journey: Journey, waits: dict) -> set[str]:
+    """Of a batch's members parking on a ``wait_for`` (customer id → its WaitFor outcome), those
+    for whom :func:`arrived_already` can find anything: one query per event type for the batch,
+    so a fan-out whose event has not come parks without a lookup per member."""
+    found: set[str] = set()
+    by_wait: dict[tuple, list[str]] = {}
+    for customer_id, wait in waits.items():
+        by_wait.setdefault((wait.event, wait.match), []).append(customer_id)
+    if not by_wait:
+        return found
+    trigger_id = (journey.trigger or {}).get("id")
+    since = earliest_since(session, journey)
+    for (event_type, match), customer_ids in by_wait.items():
+        where = [Event.type == event_type, Event.received_at >= since]
+        if trigger_id:
+            where.append(Event.id != trigger_id)
+        if match:  # any event of the type may match any member (its customer_id may be empty)
+            if session.scalar(select(Event.id).where(*where).limit(1)) is not None:
+                found.update(customer_ids)
+            continue
+        for start in range(0, len(customer_ids), 500):
+            chunk = customer_ids[start:start + 500]
+            found.update(session.scalars(select(Event.customer_id).distinct()
+                                         .where(*where, Event.customer_id.in_(chunk))))
+    return found
+
+
+def arrived_already(session, config, *, journey: Journey, customer_id: str, results: dict,
+                    event_type: str, match: str | None) -> dict | None:
+    """A matching event that reached the inbox before the member got to its wait_for (events
+    race the runs they start when runs are scheduled): after the journey's trigger and after
+    the event that answered the member's previous wait, never that event itself. The second
+    ``wait_for task.completed`` of a journey is answered by the second task, not the first."""
+    since = earliest_since(session, journey)
+    trigger_id = (journey.trigger or {}).get("id")
     earlier = [e["id"] for e in consumed(results)]
     if earlier:
         last = session.scalar(select(func.max(Event.received_at)).where(Event.id.in_(earlier)))
