@@ -40,6 +40,15 @@ def to_wall(moment: datetime) -> datetime:
     return anchor + (moment - anchor) / speed
 
 
+def from_wall(moment: datetime) -> datetime:
+    """The engine time when the wall clock shows ``moment`` (the inverse of :func:`to_wall`)."""
+    dilation = _dilation()
+    if dilation is None:
+        return moment
+    anchor, speed = dilation
+    return anchor + (moment - anchor) * speed
+
+
 def dilate(speed: float, anchor: datetime | None = None) -> str:
     """The TOUCHPOINTS_CLOCK value for running ``speed`` times faster from now."""
     anchor = anchor or datetime.now(UTC)

@@ -158,11 +158,15 @@ class UnitDriver:
     def watch(self) -> int:
         """Drive again what a dead run left behind; the number of units queued again."""
         now = wall_now()
+        # a future continuation's run is Scheduled until it is due: never ask Prefect about it
+        # (thousands of journeys wait for days; their states would be read at every tick)
+        due_by = clock.from_wall(now - LEASE_TTL)
         with self.engine.store.session() as session:
             rows = session.scalars(select(WorkUnit).where(or_(
                 and_(WorkUnit.status == "leased", WorkUnit.lease_expires_at < now),
-                and_(WorkUnit.status == "launched", WorkUnit.launched_at < now - LEASE_TTL)))
-                .limit(500)).all()
+                and_(WorkUnit.status == "launched", WorkUnit.launched_at < now - LEASE_TTL,
+                     or_(WorkUnit.due_at.is_(None), WorkUnit.due_at <= due_by))))
+                .order_by(WorkUnit.updated_at).limit(500)).all()
             suspects = [(r.id, r.status, r.flow_run_id, r.due_at, r.launched_at) for r in rows]
         if not suspects:
             return 0

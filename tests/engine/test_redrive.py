@@ -148,3 +148,41 @@ def test_the_service_intake_stores_the_event_and_its_units_without_calling_prefe
     assert [s["touchpoint"] for s in launcher.started] == ["sale"]
     with engine.store.session() as session:
         assert session.get(WorkUnit, "start:sale:crm-1").status == "launched"
+
+
+def test_the_watchdog_never_asks_prefect_about_continuations_that_are_not_due(engine):
+    """Thousands of journeys wait for days, each on a Scheduled run: their states are not read
+    at every tick (a tick is a quarter of a second), and a due unit whose run is gone behind
+    600 of them is still driven again at once."""
+    from flows.engine import units
+    from flows.engine.launch import InProcessLauncher
+    from flows.engine.redrive import UnitDriver
+
+    class Asked(InProcessLauncher):
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def run_states(self, flow_run_ids):
+            self.asked += flow_run_ids
+            return {}
+
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    with engine.store.session() as session:
+        for n in range(600):
+            units.queue(session, id=f"resume:wait-{n}", kind="resume", touchpoint="sale",
+                        journey_id=None, label="", due_at=datetime.now(UTC) + timedelta(days=3),
+                        params={})
+        units.queue(session, id="resume:due", kind="resume", touchpoint="sale", journey_id=None,
+                    label="", due_at=long_ago, params={})
+        session.flush()
+        session.execute(update(WorkUnit).values(status="launched", launched_at=long_ago,
+                                                flow_run_id="run-" + WorkUnit.id))
+    launcher = Asked()
+
+    assert UnitDriver(engine, launcher).watch() == 1
+
+    assert launcher.asked == ["run-resume:due"]
+    with engine.store.session() as session:
+        statuses = dict(session.execute(select(WorkUnit.id, WorkUnit.status)).all())
+    assert statuses.pop("resume:due") == "queued"
+    assert set(statuses.values()) == {"launched"}
