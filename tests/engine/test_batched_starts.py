@@ -1,7 +1,8 @@
 """Starts of one-customer journeys queued together share one Prefect run (a flow run costs
 about a second of Prefect server time) and one task run (each costs the server 60-85 ms): every
 journey is entered and walked in it, the run carries a ``customer:<id>`` tag for each, and its
-artifact lists every journey. A refused start does not stop the others."""
+artifact lists every journey; its mail goes over one SMTP connection. A refused start does not
+stop the others."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def test_queued_starts_of_one_touch_point_share_a_run_and_each_customer_is_tagge
     assert sorted(j.customer_id for j in journeys) == SIGNED
     for customer in SIGNED:
         assert len(mail_to(smtp_server, emails[customer])) == 1, customer
+    assert len(smtp_server.messages) > len(SIGNED)  # the welcomes and the install team's tasks
+    assert smtp_server.connections == 1  # all of the batch's mail over one SMTP connection
     assert {u.status for u in units} == {"done"}
     assert len({u.flow_run_id for u in units}) == 1  # one run for the four starts
 
