@@ -268,7 +268,7 @@ def compile_touchpoint(touchpoint) -> Any:
                  inline: bool = False) -> None:
         engine = current_engine()
         for step in steps:
-            with engine.store.session() as session:
+            with engine.store.read_session() as session:  # a read: no SQLite write lock
                 if not engine.journeys.count_active(session, journey_id=journey_id, wave=wave,
                                                     lane=lane):
                     return
