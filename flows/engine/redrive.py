@@ -210,12 +210,15 @@ class UnitDriver:
                                           WorkUnit.flow_run_id.is_not(None))).all()
         states = self.launcher.run_states([r[1] for r in rows]) if rows else {}
         settled = 0
+        crashed: set[str] = set()
         for unit_id, run_id, status in rows:
             state = states.get(run_id)
             if state is None or state["type"] not in LIVE or state["type"] in WAITING:
                 continue
-            self.launcher.crash(run_id, "touchpoints serve stopped; the work resumes at the "
-                                        "next start")
+            if run_id not in crashed:  # a run of 50 journey starts holds 50 units: once
+                crashed.add(run_id)
+                self.launcher.crash(run_id, "touchpoints serve stopped; the work resumes at "
+                                            "the next start")
             with self.engine.store.session() as session:
                 session.execute(update(WorkUnit).where(WorkUnit.id == unit_id)
                                 .values(status="queued", owner=None, lease_expires_at=None,

@@ -186,3 +186,35 @@ def test_the_watchdog_never_asks_prefect_about_continuations_that_are_not_due(en
         statuses = dict(session.execute(select(WorkUnit.id, WorkUnit.status)).all())
     assert statuses.pop("resume:due") == "queued"
     assert set(statuses.values()) == {"launched"}
+
+
+def test_a_clean_stop_crashes_a_shared_run_once_and_queues_each_of_its_units_again(engine):
+    from flows.engine import units
+    from flows.engine.launch import InProcessLauncher
+    from flows.engine.redrive import UnitDriver
+
+    class Running(InProcessLauncher):
+        def __init__(self) -> None:
+            self.crashed: list[str] = []
+
+        def run_states(self, flow_run_ids):
+            return {i: {"type": "RUNNING", "name": "Running", "since": datetime.now(UTC)}
+                    for i in flow_run_ids}
+
+        def crash(self, flow_run_id, message):
+            self.crashed.append(flow_run_id)
+
+    with engine.store.session() as session:
+        for n in range(3):  # three journey starts sharing one run
+            units.queue(session, id=f"start:sale:evt-{n}", kind="start", touchpoint="sale",
+                        params={})
+        session.flush()
+        session.execute(update(WorkUnit).values(status="launched", flow_run_id="run-1",
+                                                launched_at=datetime.now(UTC)))
+    launcher = Running()
+
+    assert UnitDriver(engine, launcher).settle_on_stop() == 3
+
+    assert launcher.crashed == ["run-1"]
+    with engine.store.session() as session:
+        assert set(session.scalars(select(WorkUnit.status))) == {"queued"}
