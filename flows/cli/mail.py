@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 
 import typer
@@ -110,6 +111,13 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         if port is not None:
             settings = settings.model_copy(update={"catcher_port": port})
+        def _stop(signum, frame):
+            raise KeyboardInterrupt
+
+        # Ctrl-C and SIGTERM stop it cleanly even when started as a background job, which
+        # starts with SIGINT ignored (Python then installs no KeyboardInterrupt handler)
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
         running = Catcher(settings).start()
         out.print(f"mail catcher listening on {running.url}", markup=False)
         out.print(f"storing mail in {running.mailbox.dir}", markup=False)

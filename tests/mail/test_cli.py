@@ -134,11 +134,21 @@ def test_mail_clear_deletes_the_caught_mail(tp, catcher):
     assert catcher.mailbox.list() == []
 
 
-def test_mail_catcher_runs_in_the_foreground_stores_mail_and_stops_on_ctrl_c(catcher_settings):
+def _as_a_background_job() -> None:
+    """What a non-interactive shell does to a job started with ``&``: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started", ["in a terminal", "as a background job"])
+def test_mail_catcher_runs_in_the_foreground_stores_mail_and_stops_on_ctrl_c(catcher_settings,
+                                                                             started):
     env = {**os.environ, "TOUCHPOINTS_DATA_DIR": str(catcher_settings.data_dir),
            "TOUCHPOINTS_CATCHER_PORT": str(catcher_settings.catcher_port), "PYTHONUNBUFFERED": "1"}
+    disposition = (_as_a_background_job if started == "as a background job"
+                   else lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "mail", "catcher"],
-                            cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=disposition)
     try:
         said = [proc.stdout.readline() for _ in range(2)]
         assert f"listening on smtp://127.0.0.1:{catcher_settings.catcher_port}" in said[0]
