@@ -320,7 +320,7 @@ class JourneyOps:
         return f"{member.customer_id} · {step_id}"
 
     def _apply(self, session, ctx, journey, row: Member, step, lane: str, outcome, label: str,
-               now: datetime, early_possible: set[str] | None = None) -> None:
+               now: datetime, early_possible: set[str]) -> None:
         results = dict(row.results or {})
         row.updated_at = now
         if isinstance(outcome, Defer):
@@ -354,11 +354,10 @@ class JourneyOps:
                       reason=f"resumes {outcome.until.isoformat()}")
             return
         if isinstance(outcome, WaitFor):
-            early = None if early_possible is not None and \
-                row.customer_id not in early_possible else \
-                arrived_already(session, self.engine.config, journey=journey,
-                                customer_id=row.customer_id, results=results,
-                                event_type=outcome.event, match=outcome.match)
+            early = arrived_already(session, self.engine.config, journey=journey,
+                                    customer_id=row.customer_id, results=results,
+                                    event_type=outcome.event, match=outcome.match) \
+                if row.customer_id in early_possible else None  # one query for the batch
             if early is not None:  # it came before the member got here: carry straight on
                 row.results = answered_results(results, step.id, journey.id, early)
                 ctx.audit("journey.event", customer_id=row.customer_id, result="matched",
