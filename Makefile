@@ -16,12 +16,16 @@ install: $(BIN)/touchpoints
 demo: install
 	$(BIN)/touchpoints demo
 
+# two pytest-xdist workers, one module each at a time (module fixtures such as a running
+# `serve` stay in one process); each worker has its own Prefect test server and databases
+TEST_WORKERS ?= 2
+
 test: install
 	bash .ci/browser-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: install
-	$(BIN)/pytest -m "not e2e and not browser"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope -m "not e2e and not browser"
 
 lint: install
 	$(BIN)/ruff check flows tests bench

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bench.measure import CpuMeter, PrefectServer, load, machine, markdown, settle
+from bench.measure import CpuMeter, PrefectServer, idle_rate, load, machine, markdown, settle
 from bench.sink import Sink
 
 DEFAULT_CUSTOMERS = 10_000
@@ -145,6 +145,7 @@ def run_arm(worker: Worker, repeat: int, *, customers: int, server: PrefectServe
         sink.reset()
         meter = CpuMeter({"arm": worker.proc.pid, "prefect_server": server.pid,
                           "sink": sink.pid, "bench": os.getpid()}, alone=("bench",))
+        idle = idle_rate(server.pid)  # the server's own polling, before the arm asks anything
         load_before = load()
         meter.start()
         worker.send("go")
@@ -152,7 +153,7 @@ def run_arm(worker: Worker, repeat: int, *, customers: int, server: PrefectServe
         stats = sink.wait_for(customers, timeout=60)
         # the Prefect server records task runs from events after the fact: its catch-up work
         # is part of the arm's cost, so wait until it and the arm are idle before counting
-        catch_up = settle(server.pid)
+        catch_up = settle(server.pid, idle=idle)
         settle(worker.proc.pid, timeout=30)
         cpu = meter.stop()
         load_after = load()
@@ -172,6 +173,7 @@ def run_arm(worker: Worker, repeat: int, *, customers: int, server: PrefectServe
         "first_email_s": round(stats["first_at"] - done["t0"], 3) if stats["first_at"] else None,
         "last_email_s": round(stats["last_at"] - done["t0"], 3) if stats["last_at"] else None,
         "cpu_s": {**cpu, "total": total_cpu},
+        "prefect_server_idle_cpu_per_s": round(idle, 3),
         "emails_per_cpu_s": round(stats["messages"] / total_cpu, 1) if total_cpu else None,
         "peak_rss_mb": done["peak_rss_mb"], "server_catch_up_s": round(catch_up, 1),
         "prepare_s": worker.ready["prepare_s"], "load_before": load_before, "load_after": load_after,

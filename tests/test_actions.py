@@ -11,6 +11,7 @@ import pytest
 from flows import actions, clock
 from flows.errors import NotFoundError
 from flows.store.tables import Preference, Survey, Task
+from tests.fixtures.terminal import wide_terminal
 from tests.web.support import (
     RecordingLauncher,
     add_customer,
@@ -237,7 +238,7 @@ def cli(engine, dispatcher, monkeypatch):
     monkeypatch.setattr(tasks_cli, "_engine", lambda: engine)
     monkeypatch.setattr(tasks_cli, "_dispatcher", lambda _engine: dispatcher)
     monkeypatch.setattr(prefs_cli, "_engine", lambda: engine)
-    monkeypatch.setenv("COLUMNS", "200")
+    wide_terminal(monkeypatch)
     _register_all()
     runner = CliRunner()
 
@@ -377,7 +378,7 @@ def test_tasks_escalate_from_the_cli(mail_engine, smtp_server, monkeypatch):
     from flows.cli import tasks as tasks_cli
 
     monkeypatch.setattr(tasks_cli, "_engine", lambda: mail_engine)
-    monkeypatch.setenv("COLUMNS", "200")
+    wide_terminal(monkeypatch)
     _register_all()
     customer = add_customer(mail_engine)
     task_id = add_task(mail_engine, customer, due_at=clock.now() - timedelta(hours=1))

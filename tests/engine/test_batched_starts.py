@@ -34,6 +34,7 @@ def task_run_names(client, flow_run_id, timeout: float = 60) -> list[str]:
 def test_queued_starts_of_one_touch_point_share_a_run_and_each_customer_is_tagged(
         engine, smtp_server, prefect_server):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.engine.dispatch import Dispatcher
     from flows.engine.launch import InProcessLauncher
@@ -61,7 +62,8 @@ def test_queued_starts_of_one_touch_point_share_a_run_and_each_customer_is_tagge
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(units[0].flow_run_id)
-        artifacts = client.read_artifacts(limit=20)
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(  # this run's only
+            id=FlowRunFilterId(any_=[run.id])))
         names = task_run_names(client, run.id)
     # the lease, one start for the whole batch (named after it), the report
     assert len(names) == 3 and "lease" in names and "report" in names, names

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.mail.smtp import SmtpTransport
+from tests.fixtures.terminal import wide_terminal
 from tests.mail.support import message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def tp(catcher_settings, capsys, monkeypatch, tmp_path):
     from flows.cli import main
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("COLUMNS", "200")
+    wide_terminal(monkeypatch)
 
     def run(*args: str) -> Run:
         capsys.readouterr()

@@ -11,6 +11,7 @@ import pytest
 from flows import clock, teamlinks
 from flows.errors import NotFoundError, TouchpointsError
 from flows.store.tables import Task, TeamLink
+from tests.fixtures.terminal import wide_terminal
 from tests.web.support import add_customer, add_task, audit_rows, csrf_token, get, path_of
 
 
@@ -23,7 +24,7 @@ def cli(engine, dispatcher, monkeypatch):
 
     monkeypatch.setattr(tasks_cli, "_engine", lambda: engine)
     monkeypatch.setattr(tasks_cli, "_dispatcher", lambda _engine: dispatcher)
-    monkeypatch.setenv("COLUMNS", "200")
+    wide_terminal(monkeypatch)
     _register_all()
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
