@@ -63,6 +63,8 @@ class EngineContext:
     #: audit rows of the batch not yet written: one ``record_many`` for all of them (one read
     #: of the chain head) when the batch is applied, or before any commit inside the step
     _audit_rows: list = field(default_factory=list, repr=False)
+    #: continuation ids the batch already parked members at (flows/engine/journeys.py ``park``)
+    parked: set = field(default_factory=set, repr=False)
 
     @property
     def config(self):

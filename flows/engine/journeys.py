@@ -40,15 +40,23 @@ def continuation_id(journey_id: str, pointer: str, mode: str, due: datetime) -> 
 
 
 def park(session, *, journey: Journey, member: Member, pointer: str, mode: str, due: datetime,
-         kind: str, label: str) -> None:
+         kind: str, label: str, known: set[str] | None = None) -> None:
+    """The member waits at ``pointer`` until ``due``; its continuation exists once. ``known``
+    holds the ids a batch already made or found, so a batch parked at one time looks its
+    continuation up once (a flushed row is only weakly held by the session: ``get`` would
+    query again for every member)."""
     member.status, member.pointer, member.resume_mode, member.due_at = "waiting", pointer, mode, due
     member.wave = None
     cid = continuation_id(journey.id, pointer, mode, due)
+    if known is not None and cid in known:
+        return
     if session.get(Continuation, cid) is None:
         session.add(Continuation(id=cid, journey_id=journey.id, touchpoint=journey.touchpoint,
                                  pointer=pointer, kind=kind, due_at=due, status="pending",
                                  label=label))
         session.flush()
+    if known is not None:
+        known.add(cid)
 
 
 class JourneyOps:
@@ -325,7 +333,7 @@ class JourneyOps:
         row.updated_at = now
         if isinstance(outcome, Defer):
             park(session, journey=journey, member=row, pointer=step.id, mode="at", due=outcome.until,
-                 kind="defer", label=label)
+                 kind="defer", label=label, known=ctx.parked)
             row.reason = outcome.reason
             return
         results[step.id] = getattr(outcome, "result", {})
@@ -349,7 +357,7 @@ class JourneyOps:
             return
         if isinstance(outcome, Wait):
             park(session, journey=journey, member=row, pointer=step.id, mode="after",
-                 due=outcome.until, kind="wait", label=label)
+                 due=outcome.until, kind="wait", label=label, known=ctx.parked)
             ctx.audit("journey.waiting", customer_id=row.customer_id, result="scheduled",
                       reason=f"resumes {outcome.until.isoformat()}")
             return
@@ -364,7 +372,7 @@ class JourneyOps:
                           reason=f"{outcome.event} {early['id']} had already arrived")
                 return
             park(session, journey=journey, member=row, pointer=step.id, mode="after",
-                 due=outcome.timeout_at, kind="timeout", label=label)
+                 due=outcome.timeout_at, kind="timeout", label=label, known=ctx.parked)
             row.waiting_for, row.match = outcome.event, outcome.match
             ctx.audit("journey.waiting", customer_id=row.customer_id, result="waiting",
                       reason=f"for {outcome.event} until {outcome.timeout_at.isoformat()}")

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from flows.store.tables import AuditRow, Event, Hold, Journey, Member
+from flows.store.tables import AuditRow, Continuation, Event, Hold, Journey, Member
 from tests.engine.test_batched_delivery import NOW, Statements, customer_ids, direct_engine
 
 __all__ = ["direct_engine"]  # the fixture, used by name
@@ -60,7 +60,7 @@ def test_a_hold_over_a_batch_reads_the_audit_chain_head_once_whatever_its_size(d
     assert reads[3] == reads[30] <= 1, reads
 
 
-def test_parking_a_batch_on_wait_for_looks_for_early_events_once_whatever_its_size(
+def test_parking_a_batch_on_wait_for_looks_for_early_events_and_its_continuation_once(
         direct_engine):
     everyone = customer_ids(direct_engine)
     statements = {}
@@ -69,17 +69,22 @@ def test_parking_a_batch_on_wait_for_looks_for_early_events_once_whatever_its_si
         a_journey(direct_engine, everyone[:size], journey_id)
         result, counted = run_step(direct_engine, "await_fix", journey_id)
         assert result["outcomes"] == {"waitfor": size}
-        statements[size] = (counted.tables["events"], counted.tables["audit"])
+        statements[size] = (counted.tables["events"], counted.tables["audit"],
+                            counted.tables["continuations"])
         with direct_engine.store.session() as session:
             parked = Counter(session.scalars(select(Member.status).where(
                 Member.journey_id == journey_id)))
             waiting = session.scalars(select(AuditRow.customer_id).where(
                 AuditRow.journey_id == journey_id, AuditRow.action == "journey.waiting")).all()
+            continuations = session.scalars(select(Continuation.kind).where(
+                Continuation.journey_id == journey_id)).all()
         assert parked == {"waiting": size}
         assert sorted(waiting) == sorted(everyone[:size])
+        assert continuations == ["timeout"]  # one for the whole batch, parked at one time
 
     assert statements[3] == statements[30], statements
     assert statements[30][0] <= 2 and statements[30][1] <= 1, statements
+    assert statements[30][2] <= 2, statements  # looked up once, written once
 
 
 def test_an_event_that_arrived_before_the_batch_parked_still_answers_its_member(direct_engine):

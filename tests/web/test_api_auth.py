@@ -116,7 +116,7 @@ def test_a_signature_made_with_another_secret_is_refused_with_401(client, engine
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("skew", [-301, 301, -86400])
+@pytest.mark.parametrize("skew", [-305, 305, -86400])  # 5 s of margin: a slow request
 def test_a_stale_or_future_timestamp_is_refused_with_401(client, engine, skew):
     _, key, secret = make_key(engine, "monitoring", hmac=True)
     body = _body()
