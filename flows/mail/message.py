@@ -15,7 +15,7 @@ import hashlib
 import html as html_lib
 import re
 import unicodedata
-from email.headerregistry import Address
+from email.headerregistry import Address, Group
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import formatdate, parseaddr
@@ -24,7 +24,8 @@ from flows.templating import one_line
 
 #: headers whose ASCII values are written as they are, never folded or encoded: a mail client
 #: must find the unsubscribe URL and the key in them verbatim
-VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post", "x-touchpoints-key"})
+VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post", "x-touchpoints-key", "date",
+                      "message-id"})
 MAX_LINE = 998  # RFC 5322 hard limit, CRLF excluded
 #: set by build_message itself; extra_headers may not replace them
 RESERVED = frozenset({
@@ -118,6 +119,38 @@ class LiteralText(str):
         return f"{self.name}: {body}{policy.linesep}"
 
 
+class Verbatim(str):
+    """A header value this module made itself, plain ASCII on one line (Date, Message-ID):
+    written as it is, never parsed."""
+
+    def __new__(cls, name: str, value: str) -> Verbatim:
+        self = super().__new__(cls, value)
+        self.name = name
+        self.defects: list = []
+        return self
+
+    def fold(self, *, policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+class AddressList(str):
+    """An address header (From, To, Reply-To) made from ``Address`` objects, stored as it is:
+    the library would render the addresses to text and parse that text again, a third of the
+    cost of building a message. It reads like the library's own header (``addresses``) and is
+    written by :class:`MailPolicy` from the same objects."""
+
+    def __new__(cls, name: str, addresses: tuple[Address, ...]) -> AddressList:
+        self = super().__new__(cls, ", ".join(str(a) for a in addresses))
+        self.name = name
+        self.addresses = addresses
+        self.defects: list = []
+        return self
+
+    @property
+    def groups(self) -> tuple[Group, ...]:
+        return tuple(Group(None, [a]) for a in self.addresses)
+
+
 class MailPolicy(EmailPolicy):
     """``email.policy.SMTP`` (CRLF, refuses CR/LF in header values) with 7-bit bodies, and three
     kinds of headers written by this module rather than by the library's folder (which decodes
@@ -140,7 +173,8 @@ class MailPolicy(EmailPolicy):
         return None
 
     def header_fetch_parse(self, name, value):
-        return value if isinstance(value, LiteralText) else super().header_fetch_parse(name, value)
+        return value if isinstance(value, (LiteralText, Verbatim, AddressList)) \
+            else super().header_fetch_parse(name, value)
 
     def fold(self, name, value):
         return self._verbatim(name, value) or super().fold(name, value)
@@ -297,13 +331,13 @@ def build_message(*, sender: Address | str, to: Address | tuple[str, str] | str,
     extra = _extra(extra_headers)
     message = EmailMessage(policy=POLICY)
     from_address = as_address(sender)
-    message["From"] = from_address
-    message["To"] = as_address(to)
+    message["From"] = AddressList("From", (from_address,))
+    message["To"] = AddressList("To", (as_address(to),))
     if reply_to:
-        message["Reply-To"] = as_address(reply_to)
+        message["Reply-To"] = AddressList("Reply-To", (as_address(reply_to),))
     _literal(message, "Subject", subject)
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = message_id_for(key, from_address.addr_spec)
+    message["Date"] = Verbatim("Date", formatdate(usegmt=True))
+    message["Message-ID"] = Verbatim("Message-ID", message_id_for(key, from_address.addr_spec))
     _literal(message, "X-Touchpoints-Key", key)
     if unsubscribe:
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
