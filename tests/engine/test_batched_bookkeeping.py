@@ -137,3 +137,30 @@ def test_a_wait_on_the_customers_own_event_is_answered_only_for_that_customer(di
         assert {cid for cid, s in status.items() if s == "waiting"} == set(everyone[1:size])
 
     assert lookups[3] == lookups[30], lookups  # the one member it may be about looks, not 30
+
+
+def test_transactional_mail_signs_no_link_and_a_template_that_reads_one_still_gets_it(
+        direct_engine, smtp_server, monkeypatch):
+    from flows.engine.context import EngineContext
+    from flows.steps.base import Member as MemberView
+    from flows.store.customers import get_customer
+
+    signer, signed = direct_engine.signer, []
+    real = signer.url
+    monkeypatch.setattr(signer, "url", lambda purpose, **claims: (
+        signed.append(purpose), real(purpose, **claims))[1])
+    everyone = customer_ids(direct_engine)
+    a_journey(direct_engine, everyone[:5], "j-links")
+
+    result, _ = run_step(direct_engine, "outage_acknowledged", "j-links")
+
+    assert result["count"] == 5 and len(smtp_server.messages) == 5
+    assert signed == []  # the outage notice is transactional: no link in it, none signed
+    with direct_engine.store.session() as session:
+        member = MemberView(id=1, customer=get_customer(session, everyone[0]), results={})
+        ctx = EngineContext(engine=direct_engine, touchpoint=direct_engine.touchpoint("outage"),
+                            step_id="x", journey_id="j-links", trigger=TRIGGER, flow_run_id=None,
+                            now=NOW, session=session)
+        text = ctx.render("{{ links.unsubscribe }} {{ 'preferences' in links }}", member)
+    assert text.startswith("http") and "/u/" in text and text.endswith(" True"), text
+    assert signed == ["unsubscribe"]  # signed once it was read, the other never
