@@ -49,12 +49,16 @@ def company_context(config) -> dict[str, Any]:
 
 def build_context(*, config, customer: CustomerView | None, event: dict | None,
                   trigger: dict | None, results: dict | None, journey_id: str, touchpoint: str,
-                  now: datetime, links: dict | None = None, **extra: Any) -> dict[str, Any]:
-    """The names an ops lead may use (docs/architecture.md, "Expressions and templates")."""
+                  now: datetime, links: dict | None = None, typed_trigger: dict | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The names an ops lead may use (docs/architecture.md, "Expressions and templates").
+    ``typed_trigger``: ``typed_event(config, trigger)`` made once for a whole batch (templates
+    run in an immutable sandbox, so its members can share it)."""
+    typed = typed_trigger if typed_trigger is not None else typed_event(config, trigger or {})
     ctx: dict[str, Any] = {
         "customer": customer.as_context() if customer else {},
-        "event": typed_event(config, event or trigger or {}),
-        "trigger": typed_event(config, trigger or {}),
+        "event": typed if (event or trigger) is trigger else typed_event(config, event or {}),
+        "trigger": typed,
         "steps": typed_results(config, results),
         "company": company_context(config),
         "journey": {"id": journey_id, "touchpoint": touchpoint},
@@ -95,6 +99,7 @@ class EngineContext:
     _audit_rows: list = field(default_factory=list, repr=False)
     #: continuation ids the batch already parked members at (flows/engine/journeys.py ``park``)
     parked: set = field(default_factory=set, repr=False)
+    _typed_trigger: Any = field(default=None, repr=False)  # made once for the batch
 
     @property
     def config(self):
@@ -106,10 +111,13 @@ class EngineContext:
             "unsubscribe": lambda: self.link("unsubscribe", customer=customer),
             "preferences": lambda: self.link("preferences", customer=customer)})
         links.update(extra.pop("links", {}) or {})
+        if self._typed_trigger is None:
+            self._typed_trigger = typed_event(self.config, self.trigger or {})
         return build_context(config=self.config, customer=member.customer, event=self.trigger,
                              trigger=self.trigger, results=member.results,
                              journey_id=self.journey_id, touchpoint=self.touchpoint.name,
-                             now=self.now, links=links, **extra)
+                             now=self.now, links=links, typed_trigger=self._typed_trigger,
+                             **extra)
 
     def render(self, text: str, member: Member, *, header: bool = False, **extra: Any) -> str:
         return render_text(text, self.context(member, **extra), header=header)
