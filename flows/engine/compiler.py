@@ -175,7 +175,10 @@ def _strand(touchpoint: str, journey_id: str, wave: str, pointer: str) -> dict:
                              now=clock.now(), flow_run_id=_flow_run_id())
 
 
-def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
+def _finish(touchpoint: str, journey_id: str, wave: str, unit_id: str | None = None,
+            reason: str = "") -> dict:
+    """Finish a wave; with ``unit_id``, release that unit in the same transaction (the last
+    part of a wave unit: one task run fewer per wave, and no gap between the two)."""
     from flows.engine import units
     from flows.engine.migration import finish_wave  # a removed touch point finishes too
 
@@ -184,6 +187,9 @@ def _finish(touchpoint: str, journey_id: str, wave: str) -> dict:
         summary = finish_wave(engine, session, journey_id=journey_id, wave=wave,
                               flow_run_id=_flow_run_id(), now=clock.now())
         units.complete(session, wave, owner=_owner(), reason="wave finished")
+        if unit_id is not None:
+            units.complete(session, unit_id, owner=_owner(), reason=reason)
+            summary["released"] = True
         return summary
 
 
@@ -230,8 +236,8 @@ def compile_touchpoint(touchpoint) -> Any:
     if touchpoint.name in _FLOWS:
         return _FLOWS[touchpoint.name]
     from prefect import Flow, Task
-    from prefect.context import TagsContext
     from prefect.cache_policies import NO_CACHE
+    from prefect.context import TagsContext
 
     name = touchpoint.name
 
@@ -284,7 +290,7 @@ def compile_touchpoint(touchpoint) -> Any:
                          lane=f"{lane}/{step.id}:{arm}", inline=inline)
 
     def drive(wave: str, pointer: str | None, mode: str, journey_id: str,
-              inline: bool = False) -> dict:
+              inline: bool = False, release: tuple[str, str] | None = None) -> dict:
         from flows.engine.versions import for_journey
 
         engine = current_engine()
@@ -295,7 +301,7 @@ def compile_touchpoint(touchpoint) -> Any:
         chain = [(tp.steps, 0)] if pointer is None else continuation_chain(tp.steps, pointer, mode)
         for steps, start in chain:
             run_list(steps[start:], journey_id=journey_id, wave=wave, lane="", inline=inline)
-        return (_finish if inline else finish)(name, journey_id, wave)
+        return (_finish if inline else finish)(name, journey_id, wave, *(release or ()))
 
     def conclude(journey_id: str, summary: dict) -> dict:
         summary["journey_id"] = journey_id
@@ -374,11 +380,19 @@ def compile_touchpoint(touchpoint) -> Any:
         """Walk a wave unit's members on from where each one stands (all at the start for a
         fresh wave of a fan-out), then finish the unit."""
         summary = {"completed": 0, "open": 0, "redriven": 0}
-        for group in split(name, journey_id, unit_id):
-            merge(summary, drive(group["wave"], group["pointer"], group["mode"], journey_id))
-            summary["redriven"] += group["members"]
+        groups = split(name, journey_id, unit_id)
         verb = "drove" if params.get("fresh") else "re-driven"
-        complete(name, unit_id, f"{verb} {summary['redriven']} member(s)")
+        reason = f"{verb} {sum(g['members'] for g in groups)} member(s)"
+        released = False
+        for index, group in enumerate(groups):
+            last = index == len(groups) - 1  # its finish releases the unit
+            part = drive(group["wave"], group["pointer"], group["mode"], journey_id,
+                         release=(unit_id, reason) if last else None)
+            released = bool(part.get("released"))
+            merge(summary, part)
+            summary["redriven"] += group["members"]
+        if not released:  # no member left in it, or the last group was stranded
+            complete(name, unit_id, reason)
         return summary
 
     def journey_body(event, customer_id, journey_id, resume_at, mode, label, unit_id) -> dict:
