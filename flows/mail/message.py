@@ -24,8 +24,7 @@ from flows.templating import one_line
 
 #: headers whose ASCII values are written as they are, never folded or encoded: a mail client
 #: must find the unsubscribe URL and the key in them verbatim
-VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post", "x-touchpoints-key", "date",
-                      "message-id"})
+VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post", "x-touchpoints-key"})
 MAX_LINE = 998  # RFC 5322 hard limit, CRLF excluded
 #: set by build_message itself; extra_headers may not replace them
 RESERVED = frozenset({
@@ -119,15 +118,9 @@ class LiteralText(str):
         return f"{self.name}: {body}{policy.linesep}"
 
 
-class Verbatim(str):
+class Verbatim(LiteralText):
     """A header value this module made itself, plain ASCII on one line (Date, Message-ID):
-    written as it is, never parsed."""
-
-    def __new__(cls, name: str, value: str) -> Verbatim:
-        self = super().__new__(cls, value)
-        self.name = name
-        self.defects: list = []
-        return self
+    written as it is, never parsed or encoded."""
 
     def fold(self, *, policy) -> str:
         return f"{self.name}: {self}{policy.linesep}"
@@ -173,7 +166,7 @@ class MailPolicy(EmailPolicy):
         return None
 
     def header_fetch_parse(self, name, value):
-        return value if isinstance(value, (LiteralText, Verbatim, AddressList)) \
+        return value if isinstance(value, (LiteralText, AddressList)) \
             else super().header_fetch_parse(name, value)
 
     def fold(self, name, value):
