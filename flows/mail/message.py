@@ -19,6 +19,7 @@ from email.headerregistry import Address, Group
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import formatdate, parseaddr
+from typing import Self
 
 from flows.templating import one_line
 
@@ -105,7 +106,7 @@ def _mailbox_line(address: Address) -> str:
 class LiteralText(str):
     """A header value written as literal text: an encoded-word in it stays text when read back."""
 
-    def __new__(cls, name: str, value: str) -> LiteralText:
+    def __new__(cls, name: str, value: str) -> Self:
         self = super().__new__(cls, value)
         self.name = name
         self.defects: list = []
@@ -132,7 +133,7 @@ class AddressList(str):
     cost of building a message. It reads like the library's own header (``addresses``) and is
     written by :class:`MailPolicy` from the same objects."""
 
-    def __new__(cls, name: str, addresses: tuple[Address, ...]) -> AddressList:
+    def __new__(cls, name: str, addresses: tuple[Address, ...]) -> Self:
         self = super().__new__(cls, ", ".join(str(a) for a in addresses))
         self.name = name
         self.addresses = addresses
